@@ -1,0 +1,561 @@
+"""Residual networks: one configurable :class:`ResNet` and one-line builders for each variant.
+
+Papers:
+- Deep Residual Learning for Image Recognition, He et al. 2015, https://arxiv.org/abs/1512.03385
+  (ImageNet ResNets, and the CIFAR ResNets of its section 4.2 with option-A shortcuts).
+- Identity Mappings in Deep Residual Networks, He et al. 2016, https://arxiv.org/abs/1603.05027
+  (pre-activation blocks).
+- Aggregated Residual Transformations, Xie et al. 2016, https://arxiv.org/abs/1611.05431 (ResNeXt).
+- Wide Residual Networks, Zagoruyko & Komodakis 2016, https://arxiv.org/abs/1605.07146.
+- Deep Networks with Stochastic Depth, Huang et al. 2016, https://arxiv.org/abs/1603.09382.
+
+Attribute names (``conv1``, ``bn1``, ``layer1`` ... ``layer4``, ``fc``, ``downsample``) follow
+torchvision, so an ImageNet-family model loads a torchvision ``state_dict`` with ``strict=True``.
+The file reads top to bottom: helpers, blocks, the network, then the builders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import StochasticDepth
+
+from resnet_pl.models.registry import register_model
+
+Stem = Literal["imagenet", "small"]
+Shortcut = Literal["A", "B"]
+BlockType = Literal["basic", "bottleneck"]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding 1 and no bias (a BatchNorm always follows or precedes it)."""
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution without bias."""
+    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+
+
+class PadShortcut(nn.Module):
+    """Option-A shortcut of He et al. 2015: subsample spatially, zero-pad the new channels.
+
+    It has no parameters, which is why the CIFAR ResNets hit the paper's parameter counts.
+    Slicing and ``F.pad`` export to ONNX as plain ``Slice``/``Pad`` nodes.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra = out_ch - in_ch
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        # Pad the channel dimension (dim 1): F.pad lists pads from the last dim backwards.
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra))
+
+
+def make_shortcut(
+    in_ch: int, out_ch: int, stride: int, kind: Shortcut, preact: bool
+) -> nn.Module | None:
+    """The shortcut for a block whose output differs in shape from its input, else ``None``."""
+    if stride == 1 and in_ch == out_ch:
+        return None
+    if kind == "A":
+        return PadShortcut(in_ch, out_ch, stride)
+    if preact:
+        # A pre-activation block normalises its input before both paths, so no BN here.
+        return nn.Sequential(conv1x1(in_ch, out_ch, stride))
+    return nn.Sequential(conv1x1(in_ch, out_ch, stride), nn.BatchNorm2d(out_ch))
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks
+# --------------------------------------------------------------------------------------------
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions (ResNet-18/34, CIFAR ResNets). Post-activation as in He et al. 2015."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_ch: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError("BasicBlock supports only groups=1 and base_width=64")
+        self.conv1 = conv3x3(in_ch, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+
+    def last_norm(self) -> nn.BatchNorm2d:
+        """The norm whose weight ``zero_init_residual`` sets to zero."""
+        return self.bn2
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(self.drop_path(out) + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand. Stride sits on the 3x3 ("v1.5")."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_ch: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(in_ch, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+
+    def last_norm(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(self.drop_path(out) + identity)
+
+
+class PreActBasicBlock(nn.Module):
+    """BN-ReLU-conv twice (He et al. 2016); also the block of Wide ResNets."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_ch: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError("PreActBasicBlock supports only groups=1 and base_width=64")
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv1 = conv3x3(in_ch, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        pre = self.relu(self.bn1(x))
+        # With a projection the shortcut sees the pre-activated input, as in the paper's code.
+        identity = x if self.downsample is None else self.downsample(pre)
+        out = self.conv1(pre)
+        out = self.conv2(self.relu(self.bn2(out)))
+        return self.drop_path(out) + identity
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck (He et al. 2016), e.g. PreAct-ResNet-164."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_ch: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv1 = conv1x1(in_ch, width)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        pre = self.relu(self.bn1(x))
+        identity = x if self.downsample is None else self.downsample(pre)
+        out = self.conv1(pre)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        return self.drop_path(out) + identity
+
+
+Block = BasicBlock | Bottleneck | PreActBasicBlock | PreActBottleneck
+_BLOCKS: dict[tuple[str, bool], type[Block]] = {
+    ("basic", False): BasicBlock,
+    ("bottleneck", False): Bottleneck,
+    ("basic", True): PreActBasicBlock,
+    ("bottleneck", True): PreActBottleneck,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+class ResNet(nn.Module):
+    """A residual network; every variant in this file is a set of constructor arguments.
+
+    Args:
+        layers: blocks per stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50 or ``(3, 3, 3)`` for ResNet-20.
+        block: ``"basic"`` (two 3x3 convs) or ``"bottleneck"`` (1x1-3x3-1x1, expansion 4).
+        num_classes: size of the classifier; ``0`` leaves the pooled features (``fc`` = identity).
+        in_chans: input channels (1 for grayscale).
+        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool, for 224 px) or ``"small"``
+            (3x3/1 conv, for 32 px inputs such as CIFAR or Fashion-MNIST).
+        widths: ``planes`` of each stage (block output is ``planes * expansion``).
+        stem_width: channels out of the stem; defaults to ``widths[0]``.
+        groups, width_per_group: ResNeXt cardinality and width; ``width_per_group=128`` with
+            ``groups=1`` gives Wide ResNet-50-2.
+        shortcut: ``"B"`` projects with a 1x1 conv where shapes change; ``"A"`` zero-pads
+            (parameter-free, the CIFAR ResNets of the 2015 paper).
+        preact: pre-activation blocks (BN-ReLU-conv) with a final BN-ReLU before pooling.
+        zero_init_residual: start each residual branch at zero (its last norm's weight = 0),
+            so every block begins as the identity (Goyal et al. 2017).
+        drop_path_rate: stochastic depth, rising linearly from 0 to this rate over the blocks.
+        drop_rate: dropout before the classifier.
+        features_only: build no pooling/classifier; ``forward`` returns the stage feature maps
+            selected by ``out_indices`` (1-based stage numbers).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[int],
+        block: BlockType = "basic",
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        stem: Stem = "imagenet",
+        widths: Sequence[int] = (64, 128, 256, 512),
+        stem_width: int | None = None,
+        groups: int = 1,
+        width_per_group: int = 64,
+        shortcut: Shortcut = "B",
+        preact: bool = False,
+        zero_init_residual: bool = False,
+        drop_path_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        features_only: bool = False,
+        out_indices: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        _check_options(
+            layers, block, num_classes, in_chans, stem, widths, groups, width_per_group,
+            shortcut, drop_path_rate, drop_rate,
+        )  # fmt: skip
+        block_cls = _BLOCKS[(block, preact)]
+        stem_width = stem_width or widths[0]
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.preact = preact
+        self.features_only = features_only
+        self.drop_rate = drop_rate
+
+        # Stem. Pre-activation nets skip the stem BN-ReLU on small images: the first block
+        # normalises its input itself (He et al. 2016, CIFAR models).
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False)
+            self.bn1: nn.Module = nn.BatchNorm2d(stem_width)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool: nn.Module = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            stem_stride = 4
+        else:
+            self.conv1 = conv3x3(in_chans, stem_width)
+            self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(stem_width)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.Identity()
+            stem_stride = 1
+
+        # Stages: the first keeps resolution, every later one halves it.
+        total_blocks = sum(layers)
+        block_idx = 0
+        in_ch = stem_width
+        self.feature_info: list[dict[str, Any]] = []
+        self.stage_names: list[str] = []
+        reduction = stem_stride
+        for stage, (n_blocks, planes) in enumerate(zip(layers, widths, strict=True)):
+            stride = 1 if stage == 0 else 2
+            reduction *= stride
+            blocks: list[nn.Module] = []
+            for i in range(n_blocks):
+                out_ch = planes * block_cls.expansion
+                s = stride if i == 0 else 1
+                dp = drop_path_rate * block_idx / max(total_blocks - 1, 1)
+                downsample = make_shortcut(in_ch, out_ch, s, shortcut, preact)
+                blocks.append(block_cls(in_ch, planes, s, downsample, groups, width_per_group, dp))
+                in_ch = out_ch
+                block_idx += 1
+            name = f"layer{stage + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+            self.feature_info.append({"module": name, "num_chs": in_ch, "reduction": reduction})
+        self.num_features = in_ch
+        self.out_indices = tuple(out_indices or range(1, len(layers) + 1))
+        if any(not 1 <= i <= len(layers) for i in self.out_indices):
+            raise ValueError(f"out_indices must be stage numbers in 1..{len(layers)}")
+
+        # Pre-activation nets end with BN-ReLU, since their blocks end with a bare conv.
+        self.final_norm: nn.Module = nn.BatchNorm2d(in_ch) if preact else nn.Identity()
+        if not features_only:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc: nn.Module = nn.Linear(in_ch, num_classes) if num_classes else nn.Identity()
+
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, BasicBlock | Bottleneck):
+                    nn.init.zeros_(m.last_norm().weight)
+                elif isinstance(m, PreActBasicBlock):
+                    # A pre-activation branch ends in a conv: zero that conv, since a zeroed
+                    # BN before it would still pass its bias through.
+                    nn.init.zeros_(m.conv2.weight)
+                elif isinstance(m, PreActBottleneck):
+                    nn.init.zeros_(m.conv3.weight)
+
+    # ---- timm-style interface -----------------------------------------------------------------
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        return [getattr(self, n) for n in self.stage_names]
+
+    def forward_stem(self, x: Tensor) -> Tensor:
+        _check_input(x, self.in_chans)
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last stage's feature map, before pooling: ``(N, num_features, H/32, W/32)``."""
+        x = self.forward_stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return F.relu(self.final_norm(x)) if self.preact else x
+
+    def forward_intermediates(self, x: Tensor) -> list[Tensor]:
+        """Feature maps after each stage listed in ``out_indices`` (strides 4/8/16/32 with the
+        ImageNet stem, 1/2/4(/8) with the small stem), for detection/segmentation necks."""
+        x = self.forward_stem(x)
+        feats: list[Tensor] = []
+        last = len(self.stage_names)
+        for i, stage in enumerate(self.stages, start=1):
+            x = stage(x)
+            if i in self.out_indices:
+                feats.append(F.relu(self.final_norm(x)) if (self.preact and i == last) else x)
+        return feats
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pool, (dropout), classify. ``pre_logits=True`` returns the pooled features."""
+        x = torch.flatten(self.avgpool(x), 1)
+        if self.drop_rate > 0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+        if self.features_only:
+            return self.forward_intermediates(x)
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a freshly initialised one (``0`` removes it)."""
+        if self.features_only:
+            raise ValueError("a features_only model has no classifier to reset")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+
+def _check_options(
+    layers: Sequence[int],
+    block: str,
+    num_classes: int,
+    in_chans: int,
+    stem: str,
+    widths: Sequence[int],
+    groups: int,
+    width_per_group: int,
+    shortcut: str,
+    drop_path_rate: float,
+    drop_rate: float,
+) -> None:
+    """Reject bad option values with one message naming the option and the allowed values."""
+    if block not in ("basic", "bottleneck"):
+        raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+    if stem not in ("imagenet", "small"):
+        raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
+    if shortcut not in ("A", "B"):
+        raise ValueError(f"shortcut must be 'A' (zero-pad) or 'B' (projection), got {shortcut!r}")
+    if not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}")
+    if not isinstance(in_chans, int) or in_chans < 1:
+        raise ValueError(f"in_chans must be an integer >= 1, got {in_chans!r}")
+    if len(layers) != len(widths) or not layers or any(n < 1 for n in layers):
+        raise ValueError(f"layers {tuple(layers)} must be positive, one per stage of {widths}")
+    if groups < 1 or width_per_group < 1:
+        raise ValueError("groups and width_per_group must be >= 1")
+    for name, rate in (("drop_path_rate", drop_path_rate), ("drop_rate", drop_rate)):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {rate}")
+
+
+def _check_input(x: Tensor, in_chans: int) -> None:
+    # Shapes are static under tracing/export, so this costs nothing in an exported graph.
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError(
+            f"expected input of shape (N, {in_chans}, H, W), got {tuple(x.shape)}; "
+            f"convert the images to {in_chans} channel(s) or build the model with "
+            f"in_chans={x.shape[1] if x.dim() == 4 else '...'}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Builders: each differs from the others only in data.
+# --------------------------------------------------------------------------------------------
+_IMAGENET = {"input_size": (3, 224, 224), "family": "imagenet"}
+_SMALL = {"input_size": (3, 32, 32), "family": "small"}
+
+
+def _imagenet(layers: Sequence[int], block: BlockType, **defaults: Any) -> Any:
+    def build(**kwargs: Any) -> ResNet:
+        return ResNet(layers, block, **{**defaults, **kwargs})
+
+    return build
+
+
+def _cifar(depth: int, block: BlockType = "basic", **defaults: Any) -> Any:
+    """CIFAR ResNets: 3 stages of 16/32/64 planes, n = (depth - 2) / 6 basic blocks each
+    (or (depth - 2) / 9 bottlenecks)."""
+    per_stage = (depth - 2) // (6 if block == "basic" else 9)
+    base = {
+        "num_classes": 10,
+        "stem": "small",
+        "widths": (16, 32, 64),
+        "shortcut": "A" if block == "basic" else "B",
+    }
+    return _imagenet((per_stage,) * 3, block, **{**base, **defaults})
+
+
+def _wrn(depth: int, k: int) -> Any:
+    """WRN-depth-k: pre-activation basic blocks, (depth - 4) / 6 per stage, widths 16k/32k/64k."""
+    per_stage = (depth - 4) // 6
+    return _imagenet(
+        (per_stage,) * 3,
+        "basic",
+        num_classes=10,
+        stem="small",
+        widths=(16 * k, 32 * k, 64 * k),
+        stem_width=16,
+        preact=True,
+        shortcut="B",
+    )
+
+
+_ARCHS: dict[str, tuple[Any, dict[str, Any], str]] = {
+    # name: (builder, default cfg, paper)
+    "resnet18": (_imagenet((2, 2, 2, 2), "basic"), _IMAGENET, "1512.03385"),
+    "resnet34": (_imagenet((3, 4, 6, 3), "basic"), _IMAGENET, "1512.03385"),
+    "resnet50": (_imagenet((3, 4, 6, 3), "bottleneck"), _IMAGENET, "1512.03385"),
+    "resnet101": (_imagenet((3, 4, 23, 3), "bottleneck"), _IMAGENET, "1512.03385"),
+    "resnet152": (_imagenet((3, 8, 36, 3), "bottleneck"), _IMAGENET, "1512.03385"),
+    "resnext50_32x4d": (
+        _imagenet((3, 4, 6, 3), "bottleneck", groups=32, width_per_group=4),
+        _IMAGENET,
+        "1611.05431",
+    ),
+    "resnext101_32x8d": (
+        _imagenet((3, 4, 23, 3), "bottleneck", groups=32, width_per_group=8),
+        _IMAGENET,
+        "1611.05431",
+    ),
+    "resnext101_64x4d": (
+        _imagenet((3, 4, 23, 3), "bottleneck", groups=64, width_per_group=4),
+        _IMAGENET,
+        "1611.05431",
+    ),
+    "wide_resnet50_2": (
+        _imagenet((3, 4, 6, 3), "bottleneck", width_per_group=128),
+        _IMAGENET,
+        "1605.07146",
+    ),
+    "wide_resnet101_2": (
+        _imagenet((3, 4, 23, 3), "bottleneck", width_per_group=128),
+        _IMAGENET,
+        "1605.07146",
+    ),
+    "preact_resnet18": (_imagenet((2, 2, 2, 2), "basic", preact=True), _IMAGENET, "1603.05027"),
+    "preact_resnet34": (_imagenet((3, 4, 6, 3), "basic", preact=True), _IMAGENET, "1603.05027"),
+    "preact_resnet50": (
+        _imagenet((3, 4, 6, 3), "bottleneck", preact=True),
+        _IMAGENET,
+        "1603.05027",
+    ),
+    "resnet20": (_cifar(20), _SMALL, "1512.03385"),
+    "resnet32": (_cifar(32), _SMALL, "1512.03385"),
+    "resnet44": (_cifar(44), _SMALL, "1512.03385"),
+    "resnet56": (_cifar(56), _SMALL, "1512.03385"),
+    "resnet110": (_cifar(110), _SMALL, "1512.03385"),
+    "resnet1202": (_cifar(1202), _SMALL, "1512.03385"),
+    "preact_resnet20": (_cifar(20, preact=True), _SMALL, "1603.05027"),
+    "preact_resnet110": (_cifar(110, preact=True), _SMALL, "1603.05027"),
+    "preact_resnet164": (_cifar(164, "bottleneck", preact=True), _SMALL, "1603.05027"),
+    "preact_resnet1001": (_cifar(1001, "bottleneck", preact=True), _SMALL, "1603.05027"),
+    "wrn_16_4": (_wrn(16, 4), _SMALL, "1605.07146"),
+    "wrn_16_8": (_wrn(16, 8), _SMALL, "1605.07146"),
+    "wrn_28_10": (_wrn(28, 10), _SMALL, "1605.07146"),
+    "wrn_40_4": (_wrn(40, 4), _SMALL, "1605.07146"),
+}
+
+for _name, (_builder, _cfg, _paper) in _ARCHS.items():
+    register_model(_name, _builder, {**_cfg, "paper": f"https://arxiv.org/abs/{_paper}"})
