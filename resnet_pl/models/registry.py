@@ -168,6 +168,7 @@ def model_info(
     ResNet-1202 costs no memory)."""
     with torch.device("meta"):
         model = create_model(name, **kwargs)
-    cfg = model.pretrained_cfg  # type: ignore[union-attr]
-    size = tuple(input_size or cfg["input_size"])
-    return ModelInfo(name, count_params(model), size, count_flops(model, size))  # type: ignore[arg-type]
+    cfg: dict[str, Any] = model.pretrained_cfg  # type: ignore[assignment]
+    c, h, w = input_size or cfg["input_size"]
+    size = (int(c), int(h), int(w))
+    return ModelInfo(name, count_params(model), size, count_flops(model, size))

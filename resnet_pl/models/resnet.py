@@ -242,7 +242,7 @@ class ResNet(nn.Module):
     """A residual network; every variant in this file is a set of constructor arguments.
 
     Args:
-        layers: blocks per stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50 or ``(3, 3, 3)`` for ResNet-20.
+        layers: blocks per stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50, ``(3, 3, 3)`` for ResNet-20.
         block: ``"basic"`` (two 3x3 convs) or ``"bottleneck"`` (1x1-3x3-1x1, expansion 4).
         num_classes: size of the classifier; ``0`` leaves the pooled features (``fc`` = identity).
         in_chans: input channels (1 for grayscale).
@@ -285,10 +285,10 @@ class ResNet(nn.Module):
         super().__init__()
         _check_options(
             layers, block, num_classes, in_chans, stem, widths, groups, width_per_group,
-            shortcut, drop_path_rate, drop_rate,
+            shortcut, drop_path_rate, drop_rate, stem_width,
         )  # fmt: skip
         block_cls = _BLOCKS[(block, preact)]
-        stem_width = stem_width or widths[0]
+        stem_width = widths[0] if stem_width is None else stem_width
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.preact = preact
@@ -296,17 +296,18 @@ class ResNet(nn.Module):
         self.drop_rate = drop_rate
 
         # Stem. Pre-activation nets skip the stem BN-ReLU on small images: the first block
-        # normalises its input itself (He et al. 2016, CIFAR models).
+        # normalises its input itself, and its identity path carries the raw conv output
+        # (He et al. 2016, CIFAR models). ``relu`` is then an Identity, not a ReLU.
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False)
             self.bn1: nn.Module = nn.BatchNorm2d(stem_width)
-            self.relu = nn.ReLU(inplace=True)
+            self.relu: nn.Module = nn.ReLU(inplace=True)
             self.maxpool: nn.Module = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
             stem_stride = 4
         else:
             self.conv1 = conv3x3(in_chans, stem_width)
             self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(stem_width)
-            self.relu = nn.ReLU(inplace=True)
+            self.relu = nn.Identity() if preact else nn.ReLU(inplace=True)
             self.maxpool = nn.Identity()
             stem_stride = 1
 
@@ -413,8 +414,18 @@ class ResNet(nn.Module):
             raise ValueError("a features_only model has no classifier to reset")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        # Build the new head where the old one lived, so a model already on a GPU (or in half
+        # precision) stays usable without another ``.to()``.
+        ref = self.conv1.weight
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.fc = (
+            nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype)
+            if num_classes
+            else nn.Identity()
+        )
+        cfg = getattr(self, "pretrained_cfg", None)
+        if isinstance(cfg, dict):
+            cfg["num_classes"] = num_classes
 
 
 def _check_options(
@@ -429,6 +440,7 @@ def _check_options(
     shortcut: str,
     drop_path_rate: float,
     drop_rate: float,
+    stem_width: int | None,
 ) -> None:
     """Reject bad option values with one message naming the option and the allowed values."""
     if block not in ("basic", "bottleneck"):
@@ -445,13 +457,25 @@ def _check_options(
         raise ValueError(f"layers {tuple(layers)} must be positive, one per stage of {widths}")
     if groups < 1 or width_per_group < 1:
         raise ValueError("groups and width_per_group must be >= 1")
+    if block == "basic" and (groups != 1 or width_per_group != 64):
+        raise ValueError(
+            "block='basic' supports only groups=1 and width_per_group=64 (ResNeXt and "
+            f"Wide ResNet-50-2 style widths need block='bottleneck'), got groups={groups}, "
+            f"width_per_group={width_per_group}"
+        )
+    if stem_width is not None and stem_width < 1:
+        raise ValueError(f"stem_width must be >= 1 (or None for widths[0]), got {stem_width}")
     for name, rate in (("drop_path_rate", drop_path_rate), ("drop_rate", drop_rate)):
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {rate}")
 
 
 def _check_input(x: Tensor, in_chans: int) -> None:
-    # Shapes are static under tracing/export, so this costs nothing in an exported graph.
+    # Shapes are static under torch.export/compile, so this costs nothing in their graphs.
+    # Under torch.jit.trace the sizes are traced values and comparing them only emits a
+    # TracerWarning, so the check is skipped there (a wrong input still fails in conv1).
+    if torch.jit.is_tracing():
+        return
     if x.dim() != 4 or x.shape[1] != in_chans:
         raise ValueError(
             f"expected input of shape (N, {in_chans}, H, W), got {tuple(x.shape)}; "

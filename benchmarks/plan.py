@@ -1,0 +1,508 @@
+"""Suites and the plan of cases they expand to.
+
+A suite is a list of sweeps; a sweep is a cartesian product of settings. Planning expands the
+sweeps, drops duplicates, marks cases that cannot run here with a reason (fp16 on a CPU, ONNX
+Runtime training ...), and adds each case's baseline (the same arch, mode, batch and input size
+in eager fp32 with contiguous memory) right before the first case that needs it. Planning does
+no measurement, so ``--dry-run`` can show the GPU suite's plan on a machine without CUDA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from resnet_pl.models.registry import get_default_cfg, model_info
+
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+MEMORY_FORMATS = ("contiguous", "channels_last")
+MODES = ("infer", "train")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DEVICES = ("cpu", "cuda")
+IMAGENET_DEPTHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+CIFAR_DEPTHS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+# Architectures torchvision builds with the same structure and state-dict keys as ours.
+TORCHVISION_TWINS = frozenset(
+    {
+        *IMAGENET_DEPTHS,
+        "resnext50_32x4d",
+        "resnext101_32x8d",
+        "resnext101_64x4d",
+        "wide_resnet50_2",
+        "wide_resnet101_2",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A cartesian product of settings; ``input_size=None`` takes the suite's size for the
+    arch's family (ImageNet or CIFAR-style small stem)."""
+
+    name: str
+    archs: tuple[str, ...]
+    modes: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    precisions: tuple[str, ...] = ("fp32",)
+    memory_formats: tuple[str, ...] = ("contiguous",)
+    backends: tuple[str, ...] = ("eager",)
+    input_size: int | None = None
+    loader: bool = False
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    device: str
+    description: str
+    sweeps: tuple[Sweep, ...]
+    sizes: dict[str, int]  # family -> input side in pixels
+    steps: int
+    warmup: int
+    repeats: int
+    time_budget_s: float  # no new case starts after this many seconds (0 = no limit)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line choices that replace a suite's axes (``None`` keeps the suite's)."""
+
+    archs: tuple[str, ...] | None = None
+    modes: tuple[str, ...] | None = None
+    batch_sizes: tuple[int, ...] | None = None
+    precisions: tuple[str, ...] | None = None
+    memory_formats: tuple[str, ...] | None = None
+    backends: tuple[str, ...] | None = None
+    input_size: int | None = None
+    with_loader: bool = False
+
+    def any(self) -> bool:
+        return any(v not in (None, False) for v in dataclasses.asdict(self).values())
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What this process can run; planning marks the rest as skipped, with the reason."""
+
+    cuda: bool
+    cpu_bf16: bool
+    ort_providers: tuple[str, ...] | None  # None: onnxruntime is not installed
+
+    @classmethod
+    def detect(cls) -> Capabilities:
+        import torch
+
+        try:
+            cpu_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            cpu_bf16 = False
+        try:
+            import onnxruntime
+
+            providers: tuple[str, ...] | None = tuple(onnxruntime.get_available_providers())
+        except ImportError:
+            providers = None
+        return cls(cuda=torch.cuda.is_available(), cpu_bf16=cpu_bf16, ort_providers=providers)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One planned measurement: our model, and torchvision's twin where one exists."""
+
+    arch: str
+    family: str
+    mode: str
+    batch_size: int
+    input_size: int
+    precision: str
+    memory_format: str
+    backend: str
+    device: str
+    loader: bool
+    groups: tuple[str, ...] = ()
+    skip: str | None = None
+
+    @property
+    def has_twin(self) -> bool:
+        return self.family == "imagenet" and self.arch in TORCHVISION_TWINS
+
+    def key(self) -> tuple[Any, ...]:
+        return (
+            self.arch,
+            self.mode,
+            self.batch_size,
+            self.input_size,
+            self.precision,
+            self.memory_format,
+            self.backend,
+            self.device,
+            self.loader,
+        )
+
+    def baseline(self) -> Case:
+        return dataclasses.replace(
+            self,
+            precision="fp32",
+            memory_format="contiguous",
+            backend="eager",
+            groups=("baseline",),
+            skip=None,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Planned settings as stored in each result row (``requested_batch_size`` is the
+        planned batch; the row's ``batch_size`` may be smaller after an OOM retry)."""
+        return {
+            "arch": self.arch,
+            "family": self.family,
+            "mode": self.mode,
+            "requested_batch_size": self.batch_size,
+            "input_size": self.input_size,
+            "precision": self.precision,
+            "memory_format": self.memory_format,
+            "backend": self.backend,
+            "device": self.device,
+            "loader": self.loader,
+            "groups": list(self.groups),
+        }
+
+    def label(self) -> str:
+        loader = " +loader" if self.loader else ""
+        return (
+            f"{self.arch} {self.mode} bs{self.batch_size} {self.input_size}px {self.precision} "
+            f"{self.memory_format} {self.backend}{loader}"
+        )
+
+
+def _suites() -> dict[str, Suite]:
+    quick = Suite(
+        name="quick",
+        device="cpu",
+        description=(
+            "CPU smoke benchmark, under 5 minutes on 2 cores: resnet18 at 64 px and resnet20 at "
+            "32 px over a few batch sizes, channels_last, bf16 autocast, ONNX Runtime, and the "
+            "depth sweeps at a small batch."
+        ),
+        sweeps=(
+            Sweep("batch", ("resnet18", "resnet20"), ("infer",), (1, 8, 32)),
+            Sweep("batch", ("resnet18", "resnet20"), ("train",), (8, 32)),
+            Sweep(
+                "memory-format",
+                ("resnet18", "resnet20"),
+                MODES,
+                (32,),
+                memory_formats=("channels_last",),
+            ),
+            Sweep(
+                "precision",
+                ("resnet18", "resnet20"),
+                MODES,
+                (32,),
+                precisions=("bf16",),
+                memory_formats=MEMORY_FORMATS,
+            ),
+            Sweep(
+                "onnxruntime",
+                ("resnet18", "resnet20"),
+                ("infer",),
+                (1, 32),
+                backends=("onnxruntime",),
+            ),
+            Sweep("depth", IMAGENET_DEPTHS, ("infer",), (8,)),
+            Sweep("depth", CIFAR_DEPTHS, ("infer",), (32,)),
+        ),
+        sizes={"imagenet": 64, "small": 32},
+        steps=5,
+        warmup=2,
+        repeats=3,
+        time_budget_s=280.0,
+    )
+    cpu = Suite(
+        name="cpu",
+        device="cpu",
+        description=(
+            "Fuller CPU sweep (aim: under 20 minutes on 2 cores): ImageNet archs at 112 px "
+            "(resnet50 also at 224), CIFAR archs at 32 px; batch, depth, precision, memory "
+            "format, torch.compile, ONNX Runtime and DataLoader-fed rows."
+        ),
+        sweeps=(
+            Sweep(
+                "batch",
+                ("resnet18", "resnet50", "resnet20", "resnet56"),
+                ("infer",),
+                (1, 4, 16, 64),
+            ),
+            Sweep("batch", ("resnet18", "resnet20", "resnet56"), ("train",), (16, 64)),
+            Sweep(
+                "precision",
+                ("resnet18", "resnet50", "resnet20"),
+                MODES,
+                (16,),
+                precisions=("fp32", "bf16"),
+                memory_formats=MEMORY_FORMATS,
+            ),
+            Sweep(
+                "onnxruntime",
+                ("resnet18", "resnet50", "resnet20", "resnet56"),
+                ("infer",),
+                (1, 16),
+                backends=("onnxruntime",),
+            ),
+            Sweep("depth", IMAGENET_DEPTHS, ("infer",), (8,)),
+            Sweep("depth", CIFAR_DEPTHS, MODES, (64,)),
+            Sweep("resolution", ("resnet50",), ("infer",), (8,), input_size=224),
+            Sweep("loader", ("resnet18", "resnet20"), MODES, (16,), loader=True),
+            Sweep("compile", ("resnet18", "resnet20"), ("infer",), (16,), backends=("compile",)),
+        ),
+        sizes={"imagenet": 112, "small": 32},
+        steps=5,
+        warmup=2,
+        repeats=3,
+        time_budget_s=1140.0,
+    )
+    bf16_cl = {"precisions": ("bf16",), "memory_formats": ("channels_last",)}
+    gpu = Suite(
+        name="gpu",
+        device="cuda",
+        description=(
+            "One CUDA device, about 8 minutes on an H200: resnet50 at 224 px in fp32/tf32/bf16/"
+            "fp16, channels_last, CUDA graphs and torch.compile (bs 256 infer+train), batch "
+            "sweep, depth sweep at bf16, CIFAR resnets at 32 px."
+        ),
+        sweeps=(
+            Sweep("precision", ("resnet50",), MODES, (256,), precisions=PRECISIONS),
+            Sweep(
+                "memory-format",
+                ("resnet50",),
+                MODES,
+                (256,),
+                precisions=("tf32", "bf16", "fp16"),
+                memory_formats=("channels_last",),
+            ),
+            Sweep("cudagraphs", ("resnet50",), MODES, (256,), backends=("cudagraphs",), **bf16_cl),
+            Sweep("batch", ("resnet50",), ("infer",), (1, 8, 32, 64, 128, 256, 512), **bf16_cl),
+            Sweep(
+                "batch", ("resnet50",), ("infer",), (1, 8, 32), backends=("cudagraphs",), **bf16_cl
+            ),
+            Sweep("batch", ("resnet50",), ("train",), (32, 64, 128, 256), **bf16_cl),
+            Sweep("depth", IMAGENET_DEPTHS, MODES, (128,), **bf16_cl),
+            Sweep("depth", CIFAR_DEPTHS, MODES, (512,), **bf16_cl),
+            Sweep(
+                "cifar", ("resnet20",), ("train",), (128, 512, 2048), precisions=("fp32", "bf16")
+            ),
+            Sweep("cifar", ("resnet20",), ("train",), (128,), backends=("cudagraphs",), **bf16_cl),
+            Sweep("onnxruntime", ("resnet50",), ("infer",), (32,), backends=("onnxruntime",)),
+            Sweep("compile", ("resnet50",), MODES, (256,), backends=("compile",), **bf16_cl),
+        ),
+        sizes={"imagenet": 224, "small": 32},
+        steps=10,
+        warmup=5,
+        repeats=3,
+        time_budget_s=450.0,
+    )
+    return {s.name: s for s in (quick, cpu, gpu)}
+
+
+SUITES: dict[str, Suite] = _suites()
+
+
+def normalize_backend(backend: str, device: str) -> str:
+    """``compile`` -> ``compile:default``; ``onnxruntime``/``ort`` -> ``onnxruntime:<provider>``
+    for the device. Raises ``ValueError`` naming the accepted spellings."""
+    name, _, option = backend.strip().partition(":")
+    if name == "eager" and not option:
+        return "eager"
+    if name == "cudagraphs" and not option:
+        return "cudagraphs"
+    if name == "compile":
+        mode = option or "default"
+        if mode not in COMPILE_MODES:
+            raise ValueError(
+                f"unknown torch.compile mode {mode!r} in backend {backend!r}; use one of "
+                + ", ".join(f"compile:{m}" for m in COMPILE_MODES)
+            )
+        return f"compile:{mode}"
+    if name in ("onnxruntime", "ort"):
+        provider = option or (
+            "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+        )
+        return f"onnxruntime:{provider}"
+    raise ValueError(
+        f"unknown backend {backend!r}; use eager, compile[:MODE] (MODE one of "
+        f"{', '.join(COMPILE_MODES)}), cudagraphs, or onnxruntime[:PROVIDER]"
+    )
+
+
+def final_feature_side(family: str, input_size: int) -> int:
+    """Spatial side of the last stage's output (every stride-2 layer maps n to ceil(n / 2))."""
+    halvings = 5 if family == "imagenet" else 2
+    side = input_size
+    for _ in range(halvings):
+        side = -(-side // 2)
+    return side
+
+
+def skip_reason(case: Case, caps: Capabilities) -> str | None:
+    """Why ``case`` cannot run on this machine, or ``None`` if it can."""
+    if case.device == "cuda" and not caps.cuda:
+        return "no CUDA device (torch.cuda.is_available() is False)"
+    if case.device == "cpu":
+        if case.precision in ("fp16", "tf32"):
+            return f"{case.precision} is GPU-only (on CPU this suite runs fp32 and bf16 autocast)"
+        if case.precision == "bf16" and not caps.cpu_bf16:
+            return "this CPU has no bf16 support (torch.ops.mkldnn._is_mkldnn_bf16_supported())"
+        if case.backend == "cudagraphs":
+            return "CUDA graphs need a CUDA device"
+    if case.backend.startswith("onnxruntime"):
+        provider = case.backend.partition(":")[2]
+        if caps.ort_providers is None:
+            return "onnxruntime is not installed (pip install 'resnet-pl[onnx]')"
+        if case.mode == "train":
+            return "ONNX Runtime rows are inference only"
+        if case.precision != "fp32":
+            return "ONNX Runtime rows run the fp32 export (autocast precisions do not export)"
+        if case.memory_format != "contiguous":
+            return "memory format does not apply to ONNX Runtime (it picks its own layout)"
+        if provider not in caps.ort_providers:
+            hint = " (install onnxruntime-gpu)" if provider == "CUDAExecutionProvider" else ""
+            return (
+                f"onnxruntime provider {provider} is not available here{hint}; available: "
+                f"{', '.join(caps.ort_providers)}"
+            )
+    if case.backend == "cudagraphs" and case.mode == "train" and case.precision == "fp16":
+        return "fp16 training needs GradScaler, whose inf check syncs with the host: not capturable"
+    if case.mode == "train" and case.batch_size == 1:
+        if final_feature_side(case.family, case.input_size) == 1:
+            return (
+                "BatchNorm in training needs more than one value per channel: batch 1 with a "
+                "1x1 final feature map; use batch >= 2 or a larger input"
+            )
+    return None
+
+
+def _check_choices(name: str, values: Sequence[str], allowed: Sequence[str]) -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"unknown {name} {bad}; choose from {', '.join(allowed)}")
+
+
+def expand(
+    suite: Suite, overrides: Overrides, caps: Capabilities, device: str | None = None
+) -> list[Case]:
+    """The suite's cases in order (duplicates merged, baselines added, skips marked).
+
+    Raises ``ValueError`` with a clear message on an unknown arch, precision, mode, memory
+    format, backend or a non-positive batch/input size.
+    """
+    device = device or suite.device
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; use cpu or cuda")
+    ov = overrides
+    for name, vals, allowed in (
+        ("precision", ov.precisions, PRECISIONS),
+        ("memory format", ov.memory_formats, MEMORY_FORMATS),
+        ("mode", ov.modes, MODES),
+    ):
+        if vals is not None:
+            _check_choices(name, vals, allowed)
+    if ov.batch_sizes is not None and any(b < 1 for b in ov.batch_sizes):
+        raise ValueError(f"batch sizes must be >= 1, got {list(ov.batch_sizes)}")
+    if ov.input_size is not None and ov.input_size < 8:
+        raise ValueError(f"input size must be >= 8 pixels, got {ov.input_size}")
+
+    cases: dict[tuple[Any, ...], Case] = {}
+    for sweep in suite.sweeps:
+        archs = ov.archs or sweep.archs
+        families = {a: get_default_cfg(a)["family"] for a in archs}  # raises on unknown names
+        backends = [normalize_backend(b, device) for b in (ov.backends or sweep.backends)]
+        for arch in archs:
+            family = families[arch]
+            size = ov.input_size or sweep.input_size or suite.sizes.get(family)
+            if size is None:  # a family the suite has no size for: the arch's own default
+                size = int(get_default_cfg(arch)["input_size"][-1])
+            for mode in ov.modes or sweep.modes:
+                for bs in ov.batch_sizes or sweep.batch_sizes:
+                    for prec in ov.precisions or sweep.precisions:
+                        for fmt in ov.memory_formats or sweep.memory_formats:
+                            for backend in backends:
+                                case = Case(
+                                    arch, family, mode, bs, size, prec, fmt, backend, device,
+                                    ov.with_loader or sweep.loader, (sweep.name,),
+                                )  # fmt: skip
+                                _add(cases, case)
+    ordered: dict[tuple[Any, ...], Case] = {}
+    for case in cases.values():
+        base = case.baseline()
+        if base.key() not in ordered:
+            _add(ordered, cases.get(base.key(), base))
+        _add(ordered, case)
+    return [dataclasses.replace(c, skip=skip_reason(c, caps)) for c in ordered.values()]
+
+
+def _add(cases: dict[tuple[Any, ...], Case], case: Case) -> None:
+    """Insert ``case`` or merge its sweep names into an equal case already there."""
+    old = cases.get(case.key())
+    if old is None:
+        cases[case.key()] = case
+    else:
+        groups = tuple(dict.fromkeys(old.groups + case.groups))
+        cases[case.key()] = dataclasses.replace(old, groups=groups)
+
+
+@lru_cache(maxsize=None)
+def forward_flops(arch: str, input_size: int) -> int:
+    """Forward FLOPs per image of ``arch`` at ``input_size`` px (meta device: no memory)."""
+    return model_info(arch, (3, input_size, input_size)).flops
+
+
+def planned_gflops(case: Case) -> float:
+    """GFLOPs one case will execute (ours + twin, warm-up and timed steps excluded)."""
+    factor = 3 if case.mode == "train" else 1
+    return forward_flops(case.arch, case.input_size) * factor * case.batch_size / 1e9
+
+
+@dataclass
+class PlanSummary:
+    runnable: int = 0
+    skipped: int = 0
+    measurements: int = 0  # models timed: cases x (1 + twin)
+    tflops_per_step_total: float = 0.0
+    lines: list[str] = field(default_factory=list)
+
+
+def format_plan(cases: Sequence[Case], suite: Suite, steps: int, warmup: int, repeats: int) -> str:
+    """A human-readable table of planned rows for ``--dry-run``."""
+    s = PlanSummary()
+    header = (
+        f"{'#':>3}  {'arch':<10} {'mode':<5} {'bs':>5} {'px':>4} {'prec':<5} {'format':<13} "
+        f"{'backend':<32} {'twin':<5} {'GFLOP/step':>10}  groups / skip reason"
+    )
+    s.lines += [header, "-" * len(header)]
+    work = 0.0
+    for i, c in enumerate(cases, 1):
+        gf = planned_gflops(c)
+        twin = "tv" if c.has_twin else "-"
+        loader = "+loader" if c.loader else ""
+        status = f"SKIP: {c.skip}" if c.skip else ",".join(c.groups)
+        s.lines.append(
+            f"{i:>3}  {c.arch:<10} {c.mode:<5} {c.batch_size:>5} {c.input_size:>4} "
+            f"{c.precision:<5} {c.memory_format:<13} {c.backend + loader:<32} {twin:<5} "
+            f"{gf:>10.1f}  {status}"
+        )
+        if c.skip:
+            s.skipped += 1
+        else:
+            s.runnable += 1
+            impls = 2 if c.has_twin else 1
+            s.measurements += impls
+            work += gf * impls * (warmup + steps * repeats)
+    s.lines.append("-" * len(header))
+    s.lines.append(
+        f"suite {suite.name}: {len(cases)} cases ({s.runnable} to run, {s.skipped} skipped), "
+        f"{s.measurements} model measurements, {steps} steps x {repeats} repeats after "
+        f"{warmup} warm-up steps; about {work / 1e3:.1f} TFLOP of work in total"
+    )
+    return "\n".join(s.lines)

@@ -1,0 +1,424 @@
+"""Describe the machine, and write the results: JSON (everything), markdown (a readable table)
+and PNG plots (throughput vs batch, speed-ups, throughput vs depth). Plot names are stable
+(``<tag>-<device>-<plot>.png``) so a README can link them."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import socket
+import subprocess
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PLOT_NAMES = ("throughput_vs_batch", "speedup", "throughput_vs_depth")
+
+
+# ---- machine and versions --------------------------------------------------------------------
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _run(cmd: Sequence[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _driver_version() -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        version = pynvml.nvmlSystemGetDriverVersion()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:
+        out = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+        return out.splitlines()[0] if out else None
+
+
+def machine_info() -> dict[str, Any]:
+    """Host, CPU, and (where present) GPU, driver, CUDA and cuDNN versions."""
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_usable": usable,
+        "torch_num_threads": torch.get_num_threads(),
+        "gpu_name": None,
+        "gpu_count": 0,
+        "gpu_memory_gib": None,
+        "gpu_capability": None,
+        "driver_version": None,
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(
+            gpu_name=torch.cuda.get_device_name(0),
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            gpu_capability=f"{props.major}.{props.minor}",
+            driver_version=_driver_version(),
+        )
+    return info
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict[str, Any]:
+    """Versions of everything that shapes the numbers, and the git commit of this checkout."""
+    import torch
+    import torchvision
+
+    import resnet_pl
+
+    root = Path(__file__).resolve().parent.parent
+    commit = _run(["git", "-C", str(root), "rev-parse", "HEAD"])
+    dirty = _run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"])
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+        "onnx": _version("onnx"),
+        "numpy": _version("numpy"),
+        "matplotlib": _version("matplotlib"),
+        "resnet_pl": resnet_pl.__version__,
+        "git_commit": commit,
+        "git_dirty": bool(dirty) if commit else None,
+    }
+
+
+# ---- JSON ------------------------------------------------------------------------------------
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN/inf: store them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a reader (or a killed run) never sees a
+    half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_json(doc: Mapping[str, Any], paths: Sequence[Path]) -> None:
+    text = json.dumps(_finite(doc), indent=1, allow_nan=False) + "\n"
+    for p in paths:
+        write_text(p, text)
+
+
+# ---- markdown --------------------------------------------------------------------------------
+def _fmt(v: Any, spec: str = ".3g", none: str = "-") -> str:
+    if v is None:
+        return none
+    if isinstance(v, float):
+        return format(v, spec)
+    return str(v)
+
+
+def markdown(doc: Mapping[str, Any], plot_files: Sequence[str]) -> str:
+    """The results as a markdown report: setup, ratio summary, one table row per result row,
+    the skipped cases with reasons, and the plots."""
+    m, v, s = doc["machine"], doc["versions"], doc["settings"]
+    rows: list[dict[str, Any]] = doc["rows"]
+    device = (
+        m["gpu_name"] if doc["device"] == "cuda" else f"{m['cpu_model']} ({m['cpu_usable']} cores)"
+    )
+    lines = [
+        f"# Benchmark `{doc['tag']}` on {doc['device']}: {device}",
+        "",
+        f"- when: {doc['timestamp']} (took {doc['elapsed_s']:.0f} s)"
+        + (" — PARTIAL: the run stopped early" if doc.get("partial") else ""),
+        f"- host: {m['hostname']}; torch {v['torch']}, torchvision {v['torchvision']}, "
+        f"onnxruntime {v['onnxruntime']}, resnet_pl {v['resnet_pl']} ({v['git_commit'] or '?'}"
+        f"{', dirty' if v['git_dirty'] else ''})",
+        f"- CUDA {m['cuda_version']}, driver {m['driver_version']}, cuDNN {m['cudnn_version']}"
+        if doc["device"] == "cuda"
+        else f"- torch threads: {m['torch_num_threads']}",
+        f"- {s['steps']} timed steps x {s['repeats']} repeats after {s['warmup']} warm-up "
+        f"steps; ours and torchvision's repeats interleaved (ABBA); throughput = median over "
+        f"repeats [min-max]; latency percentiles per batch over all timed steps",
+        f"- command: `{s['command']}`",
+        "",
+    ]
+    ratios = [r for r in rows if r.get("ratio_vs_torchvision") is not None]
+    if ratios:
+        vals = sorted(r["ratio_vs_torchvision"] for r in ratios)
+        outside = [r for r in ratios if r["ratio_within_noise"] is False]
+        lines += [
+            f"**resnet_pl / torchvision throughput** over {len(vals)} paired rows: min "
+            f"{vals[0]:.3f}, median {vals[len(vals) // 2]:.3f}, max {vals[-1]:.3f}; "
+            f"{len(outside)} rows where 1.0 lies outside the paired per-repeat spread.",
+            "",
+        ]
+    lines += [
+        "| arch | impl | mode | bs | px | prec | format | backend | images/s [min-max] "
+        "| p50/p90/p99 ms | peak MiB | GFLOP/img | TFLOP/s | MFU | ours/tv | vs eager fp32 |",
+        "|---|---|---|--:|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        bs = str(r["batch_size"])
+        if r["batch_size"] != r["requested_batch_size"]:
+            bs += f" (asked {r['requested_batch_size']})"
+        backend = r["backend"] + (" +loader" if r["loader"] else "")
+        lines.append(
+            f"| {r['arch']} | {'tv' if r['impl'] == 'torchvision' else 'ours'} | {r['mode']} "
+            f"| {bs} | {r['input_size']} | {r['precision']} | {r['memory_format']} | {backend} "
+            f"| {r['images_per_s']:.1f} [{r['images_per_s_min']:.1f}-{r['images_per_s_max']:.1f}] "
+            f"| {r['latency_ms_p50']:.2f}/{r['latency_ms_p90']:.2f}/{r['latency_ms_p99']:.2f} "
+            f"| {_fmt(r['peak_mem_mb'], '.0f')} | {_fmt(r['gflops_per_image'], '.3f')} "
+            f"| {_fmt(r['achieved_tflops'], '.3g')} | {_fmt(r['mfu'], '.1%')} "
+            f"| {_fmt(r['ratio_vs_torchvision'], '.3f')} | {_fmt(r['speedup_vs_eager_fp32'], '.2f')}x |"
+        )
+    not_run = {}
+    for r in rows:
+        if r["status"] != "ok":
+            label = (
+                f"{r['arch']} {r['mode']} bs{r['requested_batch_size']} {r['input_size']}px "
+                f"{r['precision']} {r['memory_format']} {r['backend']}"
+            )
+            not_run.setdefault((label, r["status"]), r["reason"])
+    if not_run:
+        lines += ["", "Not measured:", ""]
+        lines += [f"- {label}: {status}: {reason}" for (label, status), reason in not_run.items()]
+    notes = sorted({r["note"] for r in rows if r.get("note")})
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    lines += [
+        "",
+        "Peak memory: "
+        + (
+            "the implementation's own CUDA bytes (setup + largest rise during a repeat)."
+            if doc["device"] == "cuda"
+            else "process peak RSS during the implementation's repeats (both models loaded)."
+        ),
+        "",
+    ]
+    lines += [f"![{Path(p).stem}]({Path(p).name})" for p in plot_files]
+    return "\n".join(lines) + "\n"
+
+
+# ---- plots -----------------------------------------------------------------------------------
+def _series_label(r: Mapping[str, Any], *fields: str) -> str:
+    parts = [str(r[f]) for f in fields]
+    if r.get("loader"):
+        parts.append("+loader")
+    return " ".join(parts)
+
+
+def _style(impl: str) -> dict[str, Any]:
+    if impl == "torchvision":
+        return {"linestyle": "--", "marker": "x", "alpha": 0.8}
+    return {"linestyle": "-", "marker": "o"}
+
+
+def _empty(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def plot_throughput_vs_batch(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+    """images/s against batch size, one panel per (arch, mode, input size), one line per
+    precision/format/backend; ours solid, torchvision dashed; log-log axes."""
+    import matplotlib.pyplot as plt
+
+    panels: dict[tuple[Any, ...], dict[tuple[str, str], list[tuple[int, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for r in rows:
+        if r["status"] == "ok":
+            series = (_series_label(r, "precision", "memory_format", "backend"), r["impl"])
+            panels[(r["arch"], r["mode"], r["input_size"])][series].append(
+                (r["batch_size"], r["images_per_s"])
+            )
+    keep = {
+        k: {s: sorted(p) for s, p in v.items() if len({b for b, _ in p}) >= 2}
+        for k, v in panels.items()
+    }
+    keep = {k: v for k, v in keep.items() if v}
+    n = max(len(keep), 1)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.5 * nrows), squeeze=False)
+    flat = list(axes.flat)
+    colors: dict[str, Any] = {}
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, ((arch, mode, px), series) in zip(flat, sorted(keep.items()), strict=False):
+        for (label, impl), pts in sorted(series.items()):
+            color = colors.setdefault(label, cycle[len(colors) % len(cycle)])
+            xs, ys = zip(*pts, strict=True)
+            name = f"{label} ({'torchvision' if impl == 'torchvision' else 'resnet_pl'})"
+            ax.plot(xs, ys, color=color, label=name, **_style(impl))
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{arch} {mode} @ {px}px")
+        ax.set_xlabel("batch size (images)")
+        ax.set_ylabel("throughput (images/s, log)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    if not keep:
+        _empty(flat[0], "no batch-size sweep in this run")
+    for ax in flat[len(keep) :]:
+        ax.set_axis_off()
+    fig.suptitle(f"{title}: throughput vs batch size (solid: resnet_pl, dashed: torchvision)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_speedups(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+    """Bars: our speed-up over our eager fp32 row; and our throughput over torchvision's, with
+    the paired per-repeat spread as error bars. A dashed line marks 1.0 on both."""
+    import matplotlib.pyplot as plt
+
+    ours = [r for r in rows if r["status"] == "ok" and r["impl"] == "resnet_pl"]
+    speed = [
+        r
+        for r in ours
+        if r["speedup_vs_eager_fp32"] is not None
+        and (r["precision"], r["memory_format"], r["backend"]) != ("fp32", "contiguous", "eager")
+    ]
+    ratio = [r for r in ours if r["ratio_vs_torchvision"] is not None]
+    fields = ("arch", "mode", "requested_batch_size", "input_size", "precision", "memory_format")
+
+    def label(r: Mapping[str, Any]) -> str:
+        return _series_label(r, *fields, "backend").replace(" requested", "")
+
+    height = max(3.0, 0.26 * max(len(speed), len(ratio)) + 1.8)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(16, height))
+    for ax, data, key, xlabel in (
+        (ax1, speed, "speedup_vs_eager_fp32", "speed-up vs eager fp32, same implementation (x)"),
+        (ax2, ratio, "ratio_vs_torchvision", "resnet_pl / torchvision throughput (x)"),
+    ):
+        if not data:
+            _empty(ax, f"no rows with {key}")
+            continue
+        ys = list(range(len(data)))
+        vals = [r[key] for r in data]
+        kwargs: dict[str, Any] = {}
+        if key == "ratio_vs_torchvision":
+            lo = [v - r["ratio_vs_torchvision_min"] for v, r in zip(vals, data, strict=True)]
+            hi = [r["ratio_vs_torchvision_max"] - v for v, r in zip(vals, data, strict=True)]
+            kwargs["xerr"] = [lo, hi]
+        ax.barh(ys, vals, color="tab:blue", alpha=0.8, **kwargs)
+        ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
+        ax.set_yticks(ys, [label(r) for r in data], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(xlabel)
+        ax.grid(True, axis="x", alpha=0.3)
+        if key == "ratio_vs_torchvision":
+            span = max(abs(v - 1.0) for v in vals + [r["ratio_vs_torchvision_min"] for r in data])
+            ax.set_xlim(max(0.0, 1.0 - 1.3 * span - 0.02), 1.0 + 1.3 * span + 0.02)
+            ax.set_title("ours vs torchvision (error bars: paired per-repeat min-max)")
+        else:
+            ax.set_xscale("log")
+            ax.set_title("speed-up vs PyTorch eager fp32 (log scale)")
+    fig.suptitle(f"{title}: speed-ups")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+_DEPTH = re.compile(r"^resnet(\d+)$")
+
+
+def plot_throughput_vs_depth(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+    """images/s against network depth for the plain ResNets, ImageNet family and CIFAR family
+    in separate panels; one line per setting; log axes."""
+    import matplotlib.pyplot as plt
+
+    fams = {"imagenet": "ImageNet ResNets (18-152)", "small": "CIFAR ResNets (20-110)"}
+    data: dict[str, dict[tuple[str, str], list[tuple[int, float, str]]]] = {
+        f: defaultdict(list) for f in fams
+    }
+    for r in rows:
+        match = _DEPTH.match(r["arch"])
+        if r["status"] != "ok" or not match or r["family"] not in data:
+            continue
+        label = _series_label(
+            r, "mode", "requested_batch_size", "input_size", "precision", "memory_format", "backend"
+        )
+        data[r["family"]][(label, r["impl"])].append(
+            (int(match.group(1)), r["images_per_s"], r["arch"])
+        )
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (fam, fam_title) in zip(axes, fams.items(), strict=True):
+        series = {k: sorted(v) for k, v in data[fam].items() if len(v) >= 2}
+        if not series:
+            _empty(ax, f"no depth sweep for the {fam_title}")
+            continue
+        colors: dict[str, Any] = {}
+        for (label, impl), pts in sorted(series.items()):
+            color = colors.setdefault(label, cycle[len(colors) % len(cycle)])
+            xs = [p[0] for p in pts]
+            ys = [p[1] for p in pts]
+            nice = label.replace(" ", ", ", 1)
+            name = f"{nice} ({'torchvision' if impl == 'torchvision' else 'resnet_pl'})"
+            ax.plot(xs, ys, color=color, label=name, **_style(impl))
+        depths = sorted({p[0] for pts in series.values() for p in pts})
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(depths, [str(d) for d in depths])
+        ax.minorticks_off()
+        ax.set_title(fam_title)
+        ax.set_xlabel("depth (layers, log)")
+        ax.set_ylabel("throughput (images/s, log)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: throughput vs depth (solid: resnet_pl, dashed: torchvision)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_plots(rows: Sequence[Mapping[str, Any]], out_dir: Path, prefix: str) -> list[Path]:
+    """All plots, named ``<prefix>-<plot>.png``; each is drawn even when it has no data (with a
+    note saying so), so the file names a README links always exist."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    paths = [out_dir / f"{prefix}-{name}.png" for name in PLOT_NAMES]
+    plot_throughput_vs_batch(rows, paths[0], prefix)
+    plot_speedups(rows, paths[1], prefix)
+    plot_throughput_vs_depth(rows, paths[2], prefix)
+    return paths

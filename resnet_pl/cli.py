@@ -1,0 +1,172 @@
+"""The ``resnet-pl`` command.
+
+- ``resnet-pl fit|validate|test|predict ...``: training and evaluation through LightningCLI
+  (``--config configs/fashion_mnist_resnet20.yaml``; every option has ``--help``).
+- ``resnet-pl hub ...``: list, inspect and verify pretrained weights; convert checkpoints.
+- ``resnet-pl export ...`` / ``resnet-pl classify ...``: ONNX export and prediction on files.
+- ``resnet-pl benchmark ...``: the throughput suite (``python -m benchmarks.run``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from resnet_pl.lightning.callbacks import PlotCallback
+from resnet_pl.lightning.checkpointing import AtomicCheckpointIO, StepCheckpoint
+from resnet_pl.lightning.data import ImageDataModule
+from resnet_pl.lightning.module import ResNetClassifier
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+USAGE = """usage: resnet-pl COMMAND [options]
+
+Train, evaluate, export and benchmark residual networks.
+
+commands:
+  fit | validate | test | predict   train / evaluate with Lightning (resnet-pl fit --help)
+  hub                               pretrained weights: list, info, verify, export-checkpoint
+  export                            export a model to ONNX, verified against PyTorch
+  classify                          classify image files with a model, checkpoint or ONNX file
+  benchmark                         throughput suite (same as python -m benchmarks.run)
+
+example:
+  resnet-pl fit --config configs/fashion_mnist_resnet20.yaml --trainer.max_epochs 1
+"""
+
+
+class ResNetCLI(LightningCLI):
+    """LightningCLI with resnet-pl's defaults: the data's class count and channels linked to the
+    model, best + last + mid-epoch checkpoints written atomically, CSV and TensorBoard logs in
+    one run folder, a rich progress bar and PNG plots."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
+        parser.add_argument(
+            "--run_name", type=str, default="resnet_pl", help="sub-folder of --run_root for this run"
+        )
+        parser.add_argument(
+            "--run_root", type=str, default="runs", help="where logs and checkpoints go"
+        )
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int,
+            default=200,
+            help="also save last_step.ckpt every N optimizer steps (0: only at validation)",
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val_acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = Path(cfg["run_root"]) / cfg["run_name"]
+        if cfg["checkpoint"]["dirpath"] is None:
+            cfg["checkpoint"]["dirpath"] = str(run_dir / "checkpoints")
+        if cfg["trainer"].get("default_root_dir") is None:
+            cfg["trainer"]["default_root_dir"] = str(run_dir)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = Path(cfg["run_root"]) / cfg["run_name"]
+        extra: list[Any] = [LearningRateMonitor(), PlotCallback()]
+        if cfg["trainer"].get("enable_progress_bar", True) is not False:
+            extra.append(RichProgressBar())
+        every = cfg["checkpoint_every_n_steps"]
+        if self.subcommand == "fit" and every and every > 0:
+            extra.append(StepCheckpoint(cfg["checkpoint"]["dirpath"], every))
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": extra}
+        if cfg["trainer"].get("logger") in (None, True):
+            kwargs["logger"] = _loggers(run_dir)
+        if not cfg["trainer"].get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
+
+
+def _loggers(run_dir: Path) -> list[Any]:
+    """CSV + TensorBoard logs in the same ``run_dir/version_N`` folder."""
+    versions = [
+        int(p.name.split("_", 1)[1])
+        for p in run_dir.glob("version_*")
+        if p.name.split("_", 1)[1].isdigit()
+    ]
+    version = max(versions, default=-1) + 1
+    return [
+        CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=version),
+        TensorBoardLogger(
+            save_dir=str(run_dir.parent),
+            name=run_dir.name,
+            version=version,
+            default_hp_metric=False,
+        ),
+    ]
+
+
+def cli_main(
+    args: list[str] | None = None,
+    *,
+    model_class: type[ResNetClassifier] = ResNetClassifier,
+    datamodule_class: type[ImageDataModule] = ImageDataModule,
+    run: bool = True,
+) -> ResNetCLI:
+    """Run the Lightning part of the CLI; tests and user projects call this with ``args``
+    (and their own subclasses)."""
+    return ResNetCLI(
+        model_class,
+        datamodule_class,
+        args=args,  # type: ignore[arg-type]
+        run=run,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``resnet-pl`` console script."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command = argv[0]
+    if command in LIGHTNING_COMMANDS:
+        cli_main(argv)
+        return 0
+    if command == "hub":
+        from resnet_pl.hub.cli import main as hub_main
+
+        return hub_main(argv[1:])
+    if command in ("export", "classify"):
+        from resnet_pl.deploy.cli import main as deploy_main
+
+        return deploy_main(argv)
+    if command == "benchmark":
+        try:
+            from benchmarks.run import main as bench_main
+        except ImportError:
+            print(
+                "resnet-pl benchmark needs the repository's benchmarks/ folder: run it from a "
+                "clone, or use python -m benchmarks.run",
+                file=sys.stderr,
+            )
+            return 2
+        return bench_main(argv[1:])
+    print(f"resnet-pl: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

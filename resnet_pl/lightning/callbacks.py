@@ -1,0 +1,47 @@
+"""Callbacks the CLI adds: plots at the end of fit/test, and atomic checkpoint files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger
+
+from resnet_pl.lightning.plots import plot_confusion_matrix, plot_training_curves
+
+log = logging.getLogger(__name__)
+
+
+def _csv_dir(trainer: L.Trainer) -> Path | None:
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            return Path(logger.log_dir)
+    return None
+
+
+class PlotCallback(L.Callback):
+    """Writes ``training_curves.png`` after fit and ``confusion_matrix.png`` after test, next to
+    the CSV logs (``metrics.csv``)."""
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        folder = _csv_dir(trainer)
+        if folder is None or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            logger.save()
+        metrics = folder / "metrics.csv"
+        if metrics.is_file():
+            out = plot_training_curves(metrics, folder / "training_curves.png")
+            log.info("training curves: %s", out)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        folder = _csv_dir(trainer)
+        matrix: Any = getattr(pl_module, "last_confusion_matrix", None)
+        if folder is None or matrix is None or not trainer.is_global_zero:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        names = getattr(pl_module, "class_names", [str(i) for i in range(len(matrix))])
+        out = plot_confusion_matrix(matrix, names, folder / "confusion_matrix.png")
+        log.info("confusion matrix: %s", out)

@@ -1,0 +1,216 @@
+"""A user's own images: ``root/{train,val,test}/<class>/<image>``, checked before training.
+
+Bad-file policy (``bad_files``):
+- ``"skip"``: unreadable or truncated images, decompression bombs and empty class folders are
+  left out; the count and the file list go to the log (and to ``skipped_files``).
+- ``"error"``: the first such file stops setup with an error naming it.
+Files whose extension is not an image's are ignored (and counted in the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the reason."""
+
+
+def open_image(path: Path, mode: str = "RGB") -> Image.Image:
+    """Decode ``path`` fully and convert it to ``mode``; any failure (unreadable, truncated,
+    over Pillow's pixel limit, odd modes Pillow cannot convert) becomes :class:`BadImageError`.
+
+    Modes: CMYK, RGBA (alpha dropped), palette, 16-bit (``I;16``/``I``) and ``LA`` all convert.
+    16-bit images are scaled to 8 bits rather than clipped.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit: treat that as a bomb too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    import numpy as np
+
+                    arr = np.asarray(img, dtype=np.float64)
+                    peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+                    img = Image.fromarray((arr / peak * 255).round().astype("uint8"), mode="L")
+                elif img.mode == "F":
+                    img = img.convert("L")
+                if img.mode in ("RGBA", "LA", "PA") or (
+                    img.mode == "P" and "transparency" in img.info
+                ):
+                    img = img.convert("RGBA")
+                    background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+                    img = Image.alpha_composite(background, img)
+                return img.convert(mode)
+    except (
+        OSError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        ValueError,
+        SyntaxError,  # raised by some Pillow plugins on malformed headers
+    ) as err:
+        reason = type(err).__name__ + (f": {err}" if str(err) else "")
+        raise BadImageError(f"cannot read image {path}: {reason}") from None
+
+
+def _list_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
+    classes: dict[str, list[Path]] = {}
+    ignored = 0
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = []
+        for f in sorted(class_dir.rglob("*")):
+            if not f.is_file():
+                continue
+            if f.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(f)
+            else:
+                ignored += 1
+        classes[class_dir.name] = files
+    return classes, ignored
+
+
+def scan_image_folder(root: Path) -> dict[str, Any]:
+    """List the splits and classes of ``root``; raise a clear error when it is not usable."""
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"image folder {root} does not exist; expected {root}/train/<class>/<images>"
+        )
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(
+            f"{root} has no train/ folder; expected {root}/train/<class>/<images> "
+            f"(and optionally val/ and test/ beside it)"
+        )
+    splits: dict[str, dict[str, list[Path]]] = {}
+    ignored = 0
+    for split in ("train", "val", "test"):
+        if (root / split).is_dir():
+            splits[split], n = _list_split(root / split)
+            ignored += n
+    classes = sorted(splits["train"])
+    if not classes:
+        raise FileNotFoundError(f"{train_dir} holds no class folders")
+    if ignored:
+        log.info("ignored %d non-image files under %s", ignored, root)
+    return {"root": root, "classes": classes, "splits": splits, "ignored": ignored}
+
+
+class ImageFileDataset(Dataset[tuple[Tensor, int]]):
+    """Decoded on access (in loader workers); yields uint8 ``(C, H, W)`` tensors."""
+
+    def __init__(self, samples: list[tuple[Path, int]], transform: Any) -> None:
+        self.samples = samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        path, label = self.samples[i]
+        return self.transform(open_image(path)), label
+
+
+def _check_files(
+    files: list[tuple[Path, int]], bad_files: str, skipped: list[str]
+) -> list[tuple[Path, int]]:
+    good = []
+    for path, label in files:
+        try:
+            open_image(path)
+        except BadImageError as err:
+            if bad_files == "error":
+                raise BadImageError(
+                    f"{err}. Remove or fix it, or use --data.bad_files skip to leave such "
+                    f"files out."
+                ) from None
+            skipped.append(str(err))
+            continue
+        good.append((path, label))
+    return good
+
+
+def build_folder_datasets(
+    info: dict[str, Any],
+    *,
+    image_size: int,
+    augment: bool,
+    val_fraction: float,
+    seed: int,
+    bad_files: str,
+) -> tuple[Dataset[Any], Dataset[Any] | None, Dataset[Any] | None]:
+    """Train/val/test datasets; every file is decoded once here so bad ones are found before
+    training starts, not hours into it."""
+    from torchvision.transforms import v2
+
+    classes: list[str] = info["classes"]
+    index = {c: i for i, c in enumerate(classes)}
+    skipped: list[str] = []
+
+    def samples(split: str) -> list[tuple[Path, int]]:
+        per_class = info["splits"].get(split)
+        if per_class is None:
+            return []
+        out = []
+        for cls, files in per_class.items():
+            if cls not in index:
+                raise ValueError(
+                    f"class folder {split}/{cls} has no counterpart in train/; every split "
+                    f"must use the training classes {classes}"
+                )
+            if not files:
+                message = f"class folder {info['root']}/{split}/{cls} is empty"
+                if bad_files == "error":
+                    raise BadImageError(message)
+                skipped.append(message)
+            out += [(f, index[cls]) for f in files]
+        return _check_files(out, bad_files, skipped)
+
+    train = samples("train")
+    val = samples("val")
+    test = samples("test")
+    if not train:
+        raise FileNotFoundError(f"no readable training images under {info['root']}/train")
+    if not val and val_fraction > 0:
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(train), generator=g).tolist()
+        n_val = max(1, int(round(len(train) * val_fraction)))
+        val = [train[i] for i in perm[:n_val]]
+        train = [train[i] for i in perm[n_val:]]
+    if skipped:
+        log.warning(
+            "skipped %d bad image file(s) or empty folder(s) (bad_files='skip'):\n  %s",
+            len(skipped),
+            "\n  ".join(skipped),
+        )
+    info["skipped_files"] = skipped
+
+    to_tensor = [v2.PILToTensor()]
+    resize = int(round(image_size / 0.875))
+    eval_tf = v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(image_size), *to_tensor])
+    train_tf = (
+        v2.Compose(
+            [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip(), *to_tensor]
+        )
+        if augment
+        else eval_tf
+    )
+    return (
+        ImageFileDataset(train, train_tf),
+        ImageFileDataset(val, eval_tf) if val else None,
+        ImageFileDataset(test, eval_tf) if test else None,
+    )
