@@ -8,5 +8,8 @@ Run ``python -m benchmarks.run --help`` from the repository root. The package sp
   graphs, ONNX Runtime), ours and torchvision's interleaved;
 - :mod:`benchmarks.aggregate`: pure functions from raw timings to the reported numbers
   (percentiles, images/s, TFLOP/s, MFU, ratios), tested with known timings;
-- :mod:`benchmarks.report`: machine description, JSON, markdown and plots.
+- :mod:`benchmarks.report`: machine description, JSON, markdown and plots;
+- :mod:`benchmarks.model_table`: the parameter/FLOP table of every architecture (no timing).
+
+``benchmarks/gpu_run.sh`` runs the GPU suite on a fresh CUDA machine in one command.
 """

@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,7 @@ def peak_rss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # kB on Linux
 
 
-@lru_cache(maxsize=None)
+@cache
 def twin_flops(arch: str, input_size: int) -> int:
     """Forward FLOPs per image of torchvision's model, counted the same way as ours."""
     import torchvision
@@ -147,14 +147,15 @@ class Inputs:
         # ONNX Runtime takes host arrays, so its batches stay on the CPU.
         self.device = "cpu" if case.backend.startswith("onnxruntime") else case.device
         self.format = _memory_format(case)
-        g = torch.Generator().manual_seed(settings.seed)
         size = (batch_size, 3, case.input_size, case.input_size)
         self._iter: Iterator[list[Tensor]] | None = None
-        if not case.loader:
-            x = torch.randn(size, generator=g).to(self.device)
+        if not case.loader:  # made on the device: no host copy in setup or in the timed steps
+            g = torch.Generator(device=self.device).manual_seed(settings.seed)
+            x = torch.randn(size, generator=g, device=self.device)
             self.x = x.contiguous(memory_format=self.format)
-            self.y = torch.randint(0, num_classes, (batch_size,), generator=g).to(self.device)
+            self.y = torch.randint(0, num_classes, (batch_size,), generator=g, device=self.device)
             return
+        g = torch.Generator().manual_seed(settings.seed)
         from torch.utils.data import DataLoader, TensorDataset
 
         n = batch_size * 4

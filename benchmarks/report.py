@@ -56,6 +56,7 @@ def machine_info() -> dict[str, Any]:
     """Host, CPU, and (where present) GPU, driver, CUDA and cuDNN versions."""
     import torch
 
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -153,6 +154,20 @@ def _fmt(v: Any, spec: str = ".3g", none: str = "-") -> str:
     return str(v)
 
 
+def _median(sorted_values: Sequence[float]) -> float:
+    n = len(sorted_values)
+    mid = n // 2
+    return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
+
+
+def _label(r: Mapping[str, Any]) -> str:
+    return (
+        f"{r['arch']} {r['mode']} bs{r['requested_batch_size']} {r['input_size']}px "
+        f"{r['precision']} {r['memory_format']} {r['backend']}"
+        + (" +loader" if r["loader"] else "")
+    )
+
+
 def markdown(doc: Mapping[str, Any], plot_files: Sequence[str]) -> str:
     """The results as a markdown report: setup, ratio summary, one table row per result row,
     the skipped cases with reasons, and the plots."""
@@ -181,11 +196,16 @@ def markdown(doc: Mapping[str, Any], plot_files: Sequence[str]) -> str:
     ratios = [r for r in rows if r.get("ratio_vs_torchvision") is not None]
     if ratios:
         vals = sorted(r["ratio_vs_torchvision"] for r in ratios)
+        paired = sorted(r["ratio_vs_torchvision_paired_median"] for r in ratios)
         outside = [r for r in ratios if r["ratio_within_noise"] is False]
         lines += [
-            f"**resnet_pl / torchvision throughput** over {len(vals)} paired rows: min "
-            f"{vals[0]:.3f}, median {vals[len(vals) // 2]:.3f}, max {vals[-1]:.3f}; "
-            f"{len(outside)} rows where 1.0 lies outside the paired per-repeat spread.",
+            f"**resnet_pl / torchvision throughput** over {len(vals)} paired rows: ratio of "
+            f"medians min {vals[0]:.3f}, median {_median(vals):.3f}, max {vals[-1]:.3f}; "
+            f"median of paired per-repeat ratios min {paired[0]:.3f}, median "
+            f"{_median(paired):.3f}, max {paired[-1]:.3f}; {len(outside)} row(s) where 1.0 "
+            "lies outside the paired per-repeat spread"
+            + (": " + ", ".join(_label(r) for r in outside) if outside else "")
+            + ".",
             "",
         ]
     lines += [
@@ -207,16 +227,13 @@ def markdown(doc: Mapping[str, Any], plot_files: Sequence[str]) -> str:
             f"| {r['latency_ms_p50']:.2f}/{r['latency_ms_p90']:.2f}/{r['latency_ms_p99']:.2f} "
             f"| {_fmt(r['peak_mem_mb'], '.0f')} | {_fmt(r['gflops_per_image'], '.3f')} "
             f"| {_fmt(r['achieved_tflops'], '.3g')} | {_fmt(r['mfu'], '.1%')} "
-            f"| {_fmt(r['ratio_vs_torchvision'], '.3f')} | {_fmt(r['speedup_vs_eager_fp32'], '.2f')}x |"
+            f"| {_fmt(r['ratio_vs_torchvision'], '.3f')} "
+            f"| {_fmt(r['speedup_vs_eager_fp32'], '.2f')}x |"
         )
-    not_run = {}
+    not_run: dict[tuple[str, str], str] = {}
     for r in rows:
         if r["status"] != "ok":
-            label = (
-                f"{r['arch']} {r['mode']} bs{r['requested_batch_size']} {r['input_size']}px "
-                f"{r['precision']} {r['memory_format']} {r['backend']}"
-            )
-            not_run.setdefault((label, r["status"]), r["reason"])
+            not_run.setdefault((_label(r), r["status"]), r["reason"])
     if not_run:
         lines += ["", "Not measured:", ""]
         lines += [f"- {label}: {status}: {reason}" for (label, status), reason in not_run.items()]
@@ -238,8 +255,23 @@ def markdown(doc: Mapping[str, Any], plot_files: Sequence[str]) -> str:
 
 
 # ---- plots -----------------------------------------------------------------------------------
+_SHORT = {"contiguous": "contig", "channels_last": "CL", "ExecutionProvider": ""}
+
+
+def _short(value: Any) -> str:
+    """Compact spelling for plot labels: channels_last -> CL, onnxruntime:CPUExecutionProvider
+    -> ort:CPU, compile:default -> compile."""
+    text = str(value)
+    for long, short in _SHORT.items():
+        text = text.replace(long, short)
+    return text.replace("onnxruntime:", "ort:").replace("compile:default", "compile")
+
+
 def _series_label(r: Mapping[str, Any], *fields: str) -> str:
-    parts = [str(r[f]) for f in fields]
+    prefixes = {"requested_batch_size": "bs", "batch_size": "bs"}
+    parts = [
+        f"{r[f]}px" if f == "input_size" else prefixes.get(f, "") + _short(r[f]) for f in fields
+    ]
     if r.get("loader"):
         parts.append("+loader")
     return " ".join(parts)
@@ -249,6 +281,16 @@ def _style(impl: str) -> dict[str, Any]:
     if impl == "torchvision":
         return {"linestyle": "--", "marker": "x", "alpha": 0.8}
     return {"linestyle": "-", "marker": "o"}
+
+
+def _plain_y(ax: Any) -> None:
+    """Log axes label 100 as 100, not 10^2."""
+    from matplotlib.ticker import FuncFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(fmt)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
 def _empty(ax: Any, text: str) -> None:
@@ -266,8 +308,8 @@ def plot_throughput_vs_batch(rows: Sequence[Mapping[str, Any]], path: Path, titl
     )
     for r in rows:
         if r["status"] == "ok":
-            series = (_series_label(r, "precision", "memory_format", "backend"), r["impl"])
-            panels[(r["arch"], r["mode"], r["input_size"])][series].append(
+            key = (_series_label(r, "precision", "memory_format", "backend"), r["impl"])
+            panels[(r["arch"], r["mode"], r["input_size"])][key].append(
                 (r["batch_size"], r["images_per_s"])
             )
     keep = {
@@ -278,7 +320,7 @@ def plot_throughput_vs_batch(rows: Sequence[Mapping[str, Any]], path: Path, titl
     n = max(len(keep), 1)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.5 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(9 * ncols, 4.5 * nrows), squeeze=False)
     flat = list(axes.flat)
     colors: dict[str, Any] = {}
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -290,18 +332,22 @@ def plot_throughput_vs_batch(rows: Sequence[Mapping[str, Any]], path: Path, titl
             ax.plot(xs, ys, color=color, label=name, **_style(impl))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        batches = sorted({b for pts in series.values() for b, _ in pts})
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.minorticks_off()
+        _plain_y(ax)
         ax.set_title(f"{arch} {mode} @ {px}px")
-        ax.set_xlabel("batch size (images)")
+        ax.set_xlabel("batch size (images, log)")
         ax.set_ylabel("throughput (images/s, log)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if not keep:
         _empty(flat[0], "no batch-size sweep in this run")
     for ax in flat[len(keep) :]:
         ax.set_axis_off()
     fig.suptitle(f"{title}: throughput vs batch size (solid: resnet_pl, dashed: torchvision)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -309,6 +355,7 @@ def plot_speedups(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> 
     """Bars: our speed-up over our eager fp32 row; and our throughput over torchvision's, with
     the paired per-repeat spread as error bars. A dashed line marks 1.0 on both."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     ours = [r for r in rows if r["status"] == "ok" and r["impl"] == "resnet_pl"]
     speed = [
@@ -318,10 +365,15 @@ def plot_speedups(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> 
         and (r["precision"], r["memory_format"], r["backend"]) != ("fp32", "contiguous", "eager")
     ]
     ratio = [r for r in ours if r["ratio_vs_torchvision"] is not None]
-    fields = ("arch", "mode", "requested_batch_size", "input_size", "precision", "memory_format")
-
-    def label(r: Mapping[str, Any]) -> str:
-        return _series_label(r, *fields, "backend").replace(" requested", "")
+    fields = (
+        "arch",
+        "mode",
+        "requested_batch_size",
+        "input_size",
+        "precision",
+        "memory_format",
+        "backend",
+    )
 
     height = max(3.0, 0.26 * max(len(speed), len(ratio)) + 1.8)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(16, height))
@@ -330,31 +382,43 @@ def plot_speedups(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> 
         (ax2, ratio, "ratio_vs_torchvision", "resnet_pl / torchvision throughput (x)"),
     ):
         if not data:
-            _empty(ax, f"no rows with {key}")
+            _empty(ax, f"no rows with {key} in this run")
             continue
         ys = list(range(len(data)))
         vals = [r[key] for r in data]
         kwargs: dict[str, Any] = {}
         if key == "ratio_vs_torchvision":
-            lo = [v - r["ratio_vs_torchvision_min"] for v, r in zip(vals, data, strict=True)]
-            hi = [r["ratio_vs_torchvision_max"] - v for v, r in zip(vals, data, strict=True)]
+            # The ratio of medians can lie outside the paired spread: clamp (no negative bars).
+            lo = [
+                max(0.0, v - r["ratio_vs_torchvision_min"]) for v, r in zip(vals, data, strict=True)
+            ]
+            hi = [
+                max(0.0, r["ratio_vs_torchvision_max"] - v) for v, r in zip(vals, data, strict=True)
+            ]
             kwargs["xerr"] = [lo, hi]
-        ax.barh(ys, vals, color="tab:blue", alpha=0.8, **kwargs)
+        # Bars start at 1.0, so a slow-down points left and a speed-up right.
+        colors = ["tab:green" if v >= 1.0 else "tab:red" for v in vals]
+        ax.barh(ys, [v - 1.0 for v in vals], left=1.0, color=colors, alpha=0.8, **kwargs)
         ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
-        ax.set_yticks(ys, [label(r) for r in data], fontsize=7)
+        ax.set_yticks(ys, [_series_label(r, *fields) for r in data], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel(xlabel)
         ax.grid(True, axis="x", alpha=0.3)
         if key == "ratio_vs_torchvision":
-            span = max(abs(v - 1.0) for v in vals + [r["ratio_vs_torchvision_min"] for r in data])
-            ax.set_xlim(max(0.0, 1.0 - 1.3 * span - 0.02), 1.0 + 1.3 * span + 0.02)
-            ax.set_title("ours vs torchvision (error bars: paired per-repeat min-max)")
+            ends = vals + [r["ratio_vs_torchvision_min"] for r in data]
+            ends += [r["ratio_vs_torchvision_max"] for r in data]
+            span = max(abs(v - 1.0) for v in ends)
+            ax.set_xlim(max(0.0, 1.0 - 1.2 * span - 0.01), 1.0 + 1.2 * span + 0.01)
+            ax.set_title("ours vs torchvision, same settings (error bars: paired repeats min-max)")
         else:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+            ax.tick_params(axis="x", which="minor", labelsize=7)
             ax.set_title("speed-up vs PyTorch eager fp32 (log scale)")
     fig.suptitle(f"{title}: speed-ups")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -380,7 +444,7 @@ def plot_throughput_vs_depth(rows: Sequence[Mapping[str, Any]], path: Path, titl
         data[r["family"]][(label, r["impl"])].append(
             (int(match.group(1)), r["images_per_s"], r["arch"])
         )
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    fig, axes = plt.subplots(2, 1, figsize=(12, 10))
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (fam, fam_title) in zip(axes, fams.items(), strict=True):
         series = {k: sorted(v) for k, v in data[fam].items() if len(v) >= 2}
@@ -400,14 +464,15 @@ def plot_throughput_vs_depth(rows: Sequence[Mapping[str, Any]], path: Path, titl
         ax.set_yscale("log")
         ax.set_xticks(depths, [str(d) for d in depths])
         ax.minorticks_off()
+        _plain_y(ax)
         ax.set_title(fam_title)
         ax.set_xlabel("depth (layers, log)")
         ax.set_ylabel("throughput (images/s, log)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"{title}: throughput vs depth (solid: resnet_pl, dashed: torchvision)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import shlex
 import sys
+import textwrap
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -24,7 +25,6 @@ from benchmarks.aggregate import attach_references, blank_row, summarize
 from benchmarks.plan import (
     COMPILE_MODES,
     MEMORY_FORMATS,
-    MODES,
     PRECISIONS,
     SUITES,
     Capabilities,
@@ -76,14 +76,25 @@ def parse_peak_tflops(text: str) -> float | dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    suites = "\n".join(f"  {s.name:<6} ({s.device}) {s.description}" for s in SUITES.values())
+    suites = "\n".join(
+        textwrap.fill(
+            f"{s.name} ({s.device}): {s.description}",
+            width=92,
+            initial_indent="  ",
+            subsequent_indent="      ",
+        )
+        for s in SUITES.values()
+    )
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Benchmark resnet-pl models against torchvision's twins: images/s, latency "
-            "percentiles, peak memory, FLOP rate and MFU, for inference and training steps, "
-            "over precisions, memory formats and backends.\n\nSuites:\n" + suites
+            "Benchmark resnet-pl models against torchvision's twins (same arch, same weights,\n"
+            "interleaved repeats): images/s, latency percentiles, peak memory, FLOP rate and MFU\n"
+            "for inference and training steps over precisions, memory formats and backends.\n"
+            "Writes <out>/<suite>-<device>-<UTC time>.json (and -latest.json), a .md table\n"
+            "beside each, and PNG plots <suite>-<device>-{throughput_vs_batch,speedup,\n"
+            "throughput_vs_depth}.png.\n\nSuites:\n" + suites
         ),
         epilog=(
             "Axis flags (--archs, --batch-sizes, --precisions, --memory-formats, --backends, "
@@ -91,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
             "files are then named <suite>-custom-... unless --name is given.\n\n"
             "Examples:\n"
             "  python -m benchmarks.run --suite quick\n"
-            "  python -m benchmarks.run --suite gpu --dry-run          # plan only, no CUDA needed\n"
-            "  python -m benchmarks.run --archs resnet50 --batch-sizes 1,32 --backends eager,onnxruntime\n"
+            "  python -m benchmarks.run --suite gpu --dry-run   # plan only, no CUDA needed\n"
+            "  python -m benchmarks.run --archs resnet50 --batch-sizes 1,32 \\\n"
+            "      --backends eager,onnxruntime\n"
+            "  python -m benchmarks.run --from-json benchmarks/results/gpu-cuda-latest.json\n"
             "Columns are explained in .notes/readme_benchmarks.md (merged into README.md)."
         ),
     )
@@ -146,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
     p.add_argument("--name", help="file-name tag instead of the suite name")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="FILE",
+        help="measure nothing: redraw the markdown and plots of an existing results file "
+        "(e.g. one a killed run left behind)",
+    )
     return p
 
 
@@ -184,10 +204,32 @@ def _progress(i: int, n: int, case: Case, rows: Sequence[dict[str, Any]], secs: 
     return f"[{i}/{n}] {case.label()}: {', '.join(parts)} ({secs:.1f} s)"
 
 
+def rerender(path: Path) -> int:
+    """Redraw markdown and plots beside ``path`` from the rows it holds."""
+    import json
+
+    from benchmarks import report
+
+    try:
+        doc = json.loads(path.read_text())
+        rows = attach_references(doc["rows"])
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: cannot read results file {path}: {e}", file=sys.stderr)
+        return 2
+    doc["rows"] = rows
+    prefix = f"{doc['tag']}-{doc['device']}"
+    plots = report.write_plots(rows, path.parent, prefix)
+    report.write_text(path.with_suffix(".md"), report.markdown(doc, [str(p) for p in plots]))
+    _print(f"wrote {path.with_suffix('.md')} and {len(plots)} plots")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a benchmark suite; returns 0 on success, 1 if some case failed, 2 on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.from_json:
+        return rerender(args.from_json)
     if args.list_suites:
         for s in SUITES.values():
             _print(f"{s.name} ({s.device}): {s.description}")

@@ -1,5 +1,6 @@
 """resnet-pl: residual networks for PyTorch Lightning, with a verified pretrained-weights hub."""
 
+from resnet_pl.hub import list_pretrained, transforms
 from resnet_pl.models import (
     ResNet,
     UnknownModelError,
@@ -16,5 +17,7 @@ __all__ = [
     "__version__",
     "create_model",
     "list_models",
+    "list_pretrained",
     "model_info",
+    "transforms",
 ]

@@ -48,7 +48,10 @@ class ResNetCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
         parser.add_argument(
-            "--run_name", type=str, default="resnet_pl", help="sub-folder of --run_root for this run"
+            "--run_name",
+            type=str,
+            default="resnet_pl",
+            help="sub-folder of --run_root for this run",
         )
         parser.add_argument(
             "--run_root", type=str, default="runs", help="where logs and checkpoints go"

@@ -65,10 +65,17 @@ SPECS: dict[str, DatasetSpec] = {
         10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True, CIFAR10_CLASSES
     ),
     "cifar100": DatasetSpec(
-        100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True,
+        100,
+        3,
+        32,
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+        True,
         tuple(f"class_{i}" for i in range(100)),
-    ),  # fmt: skip
-    "svhn": DatasetSpec(10, 3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), False, _DIGITS),
+    ),
+    "svhn": DatasetSpec(
+        10, 3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), False, _DIGITS
+    ),
     "fake": DatasetSpec(10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True, _DIGITS),
 }
 DATASETS = (*SPECS, "imagefolder")
@@ -355,8 +362,10 @@ class ImageDataModule(L.LightningDataModule):
             return
         if self.train_set is None and stage in (None, "fit", "validate"):
             x, y = self._load("train")
-            n_val = int(round(len(y) * self.hparams["val_fraction"]))
-            perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.hparams["seed"]))
+            n_val = round(len(y) * self.hparams["val_fraction"])
+            perm = torch.randperm(
+                len(y), generator=torch.Generator().manual_seed(self.hparams["seed"])
+            )
             train_idx, val_idx = perm[n_val:], perm[:n_val]
             self.train_set = TensorImageDataset(x[train_idx], y[train_idx])
             self.val_set = TensorImageDataset(x[val_idx], y[val_idx]) if n_val else None
@@ -369,7 +378,11 @@ class ImageDataModule(L.LightningDataModule):
                 self._download_idx()
             return load_idx_dataset(self.dataset, split, self.data_dir)
         if self.dataset == "fake":
-            n = self.hparams["fake_size"] if split == "train" else max(self.hparams["fake_size"] // 4, 1)
+            n = (
+                self.hparams["fake_size"]
+                if split == "train"
+                else max(self.hparams["fake_size"] // 4, 1)
+            )
             seed = self.hparams["seed"] + (0 if split == "train" else 1)
             return make_fake_dataset(n, self.spec, self.image_size, seed)
         return load_torchvision_dataset(self.dataset, split, self.data_dir, False)
@@ -398,7 +411,7 @@ class ImageDataModule(L.LightningDataModule):
             )
             self.train_set, self.val_set, self.test_set = sets
 
-    # ---- loaders ----------------------------------------------------------------------------------
+    # ---- loaders -------------
     def _loader(self, ds: Dataset[Any] | None, split: str, subset: int | None) -> DataLoader[Any]:
         if ds is None:
             raise RuntimeError(
@@ -446,7 +459,9 @@ class ImageDataModule(L.LightningDataModule):
             size=self.image_size,
             mean=self.mean,
             std=self.std,
-            crop_padding=self.hparams["crop_padding"] if augment and self.dataset != "imagefolder" else 0,
+            crop_padding=self.hparams["crop_padding"]
+            if augment and self.dataset != "imagefolder"
+            else 0,
             hflip=augment and self.dataset != "imagefolder" and self._hflip,
             random_erasing=self.hparams["random_erasing"] if training else 0.0,
         )

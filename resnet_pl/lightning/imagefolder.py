@@ -21,7 +21,18 @@ from torch.utils.data import Dataset
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+IMAGE_EXTENSIONS = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".ppm",
+    ".pgm",
+}
 
 
 class BadImageError(ValueError):
@@ -188,7 +199,7 @@ def build_folder_datasets(
     if not val and val_fraction > 0:
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(train), generator=g).tolist()
-        n_val = max(1, int(round(len(train) * val_fraction)))
+        n_val = max(1, round(len(train) * val_fraction))
         val = [train[i] for i in perm[:n_val]]
         train = [train[i] for i in perm[n_val:]]
     if skipped:
@@ -200,11 +211,15 @@ def build_folder_datasets(
     info["skipped_files"] = skipped
 
     to_tensor = [v2.PILToTensor()]
-    resize = int(round(image_size / 0.875))
+    resize = round(image_size / 0.875)
     eval_tf = v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(image_size), *to_tensor])
     train_tf = (
         v2.Compose(
-            [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip(), *to_tensor]
+            [
+                v2.RandomResizedCrop(image_size, antialias=True),
+                v2.RandomHorizontalFlip(),
+                *to_tensor,
+            ]
         )
         if augment
         else eval_tf

@@ -61,7 +61,7 @@ class ResNetClassifier(L.LightningModule):
         lr: peak learning rate; weight_decay: L2 / decoupled decay, never on norms or biases.
         momentum, nesterov: for SGD; betas: for Adam/AdamW.
         scheduler: ``cosine`` (linear warm-up then cosine to ``min_lr_ratio * lr``),
-            ``onecycle``, ``step`` (x``step_gamma`` at each of ``step_milestones`` epochs), ``none``.
+            ``onecycle``, ``step`` (x ``step_gamma`` at each ``step_milestones`` epoch), ``none``.
         warmup_epochs: linear warm-up length for ``cosine`` (may be fractional).
         label_smoothing: cross-entropy label smoothing.
         mixup_alpha, cutmix_alpha: batch mixing (torchvision v2 MixUp/CutMix); 0 disables.
@@ -315,7 +315,7 @@ class ResNetClassifier(L.LightningModule):
                 self.hparams[key] = value
                 # Also in the initial copy, which loggers record and Lightning compares with
                 # the datamodule's hparams (they share the key ``dataset``).
-                self._hparams_initial[key] = value
+                self._hparams_initial[key] = value  # type: ignore[index,operator,assignment]
 
     def on_fit_start(self) -> None:
         if self.hparams["channels_last"]:
@@ -353,19 +353,21 @@ class ResNetClassifier(L.LightningModule):
         """Fine-tuning to a new head: ``load_from_checkpoint(path, num_classes=5)`` keeps the
         backbone and re-initialises the classifier, with a warning (never a blanket
         ``strict=False``: only the classifier's keys are replaced)."""
-        saved = checkpoint.get("hyper_parameters", {})
-        n_saved, n_now = saved.get("num_classes"), self.hparams["num_classes"]
-        if n_saved is None or n_saved == n_now:
-            return
         state = checkpoint["state_dict"]
         head = self._head_module()
         prefix = next(
             (f"model.{name}." for name, m in self.model.named_modules() if m is head), "model.fc."
         )
-        fresh = {k: v for k, v in self.state_dict().items() if k.startswith(prefix)}
+        # Compare shapes, not saved hparams: LightningCLI's instantiator rewrites those.
+        current = {k: v for k, v in self.state_dict().items() if k.startswith(prefix)}
+        if all(k in state and state[k].shape == v.shape for k, v in current.items()):
+            return
+        old = state.get(f"{prefix}weight")
+        n_saved = old.shape[0] if old is not None else "?"
+        n_now = self.hparams["num_classes"]
         for key in [k for k in state if k.startswith(prefix)]:
             del state[key]
-        state.update(fresh)
+        state.update(current)
         if self.hparams.get("class_names") and len(self.hparams["class_names"]) != n_now:
             self.hparams["class_names"] = None
         warnings.warn(

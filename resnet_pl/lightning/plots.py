@@ -45,7 +45,9 @@ def plot_training_curves(metrics_csv: Path, out: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, kind, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "top-1 accuracy")):
         for stage, style in (("train", "-"), ("val", "-o")):
-            key = f"{stage}_{kind}_epoch" if f"{stage}_{kind}_epoch" in series else f"{stage}_{kind}"
+            key = (
+                f"{stage}_{kind}_epoch" if f"{stage}_{kind}_epoch" in series else f"{stage}_{kind}"
+            )
             points = series.get(key)
             if points:
                 xs, ys = zip(*points, strict=True)

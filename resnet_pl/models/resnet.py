@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
+from resnet_pl.hub.mixin import HubMixin
 from resnet_pl.models.registry import register_model
 
 Stem = Literal["imagenet", "small"]
@@ -238,7 +239,7 @@ _BLOCKS: dict[tuple[str, bool], type[Block]] = {
 # --------------------------------------------------------------------------------------------
 # The network
 # --------------------------------------------------------------------------------------------
-class ResNet(nn.Module):
+class ResNet(nn.Module, HubMixin):
     """A residual network; every variant in this file is a set of constructor arguments.
 
     Args:

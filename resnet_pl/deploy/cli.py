@@ -1,0 +1,308 @@
+"""``resnet-pl export`` and ``resnet-pl classify``.
+
+``main(["export", ...])`` / ``main(["classify", ...])``: ``argv[0]`` is the subcommand; the
+``resnet-pl`` entry point routes those two words here. Returns the exit status: 0 success,
+1 some files could not be classified / the export failed verification, 2 bad usage (unknown
+model, impossible option, missing file). Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from resnet_pl.deploy.preprocess import IMAGE_SUFFIXES
+
+_USAGE_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # includes ExportOptionError, CheckpointError, UnknownModelError, ImageLoadError
+    FileNotFoundError,
+    ImportError,
+    KeyError,
+)
+
+
+def _input_size(text: str) -> tuple[int, ...]:
+    parts = text.replace("x", ",").replace(" ", ",").split(",")
+    try:
+        size = tuple(int(p) for p in parts if p)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28, got {text!r}") from None
+    if len(size) not in (3, 4):
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28, got {text!r}")
+    return size
+
+
+def _metadata_item(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resnet-pl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser(
+        "export",
+        help="export a model to a verified ONNX file",
+        description="Export to ONNX: BatchNorm folded, checked in ONNX Runtime against "
+        "PyTorch, metadata (classes, normalisation, provenance) stored in the file.",
+    )
+    ex.add_argument("model", help="registry name (resnet20.fashion_mnist) or checkpoint (.ckpt)")
+    ex.add_argument("-o", "--output", type=Path, help="output .onnx (default: <model>.onnx)")
+    ex.add_argument("--input-size", type=_input_size, help="C,H,W (default: the model's cfg)")
+    ex.add_argument("--opset", type=int, help="ONNX opset, 13..23 (default 18)")
+    ex.add_argument(
+        "--static-batch", action="store_true", help="fixed batch axis (default dynamic)"
+    )
+    ex.add_argument("--dynamic-hw", action="store_true", help="symbolic height/width too")
+    ex.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm nodes")
+    ex.add_argument("--dtype", default="fp32", help="fp32 (default), fp16 or int8")
+    ex.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "torchscript"])
+    ex.add_argument(
+        "--calibration-data",
+        help="int8 calibration images: 'fashion_mnist' (train split) or a folder",
+    )
+    ex.add_argument("--calibration-samples", type=int, default=256)
+    ex.add_argument(
+        "--verify-data",
+        help="real images to verify on: 'fashion_mnist' (test split) or a folder "
+        "(default: Fashion-MNIST for models trained on it)",
+    )
+    ex.add_argument("--verify-samples", type=int, default=256)
+    ex.add_argument("--no-verify", action="store_true", help="skip the full verification")
+    ex.add_argument(
+        "--pretrained", action="store_true", help="load the default weights of a bare arch name"
+    )
+    ex.add_argument(
+        "--metadata", type=_metadata_item, action="append", default=[], metavar="KEY=VALUE"
+    )
+    ex.add_argument("--report-json", type=Path, help="also write the report as JSON here")
+    ex.add_argument("--threads", type=int, help="PyTorch CPU threads")
+
+    cl = sub.add_parser(
+        "classify",
+        help="classify image files with a model or an ONNX file",
+        description="Classify image files (folders are searched recursively). Unreadable files "
+        "get an error row; the exit status is 1 if there were any.",
+    )
+    cl.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    cl.add_argument("--model", required=True, help="registry name, checkpoint (.ckpt) or .onnx")
+    cl.add_argument("--top-k", type=int, default=5)
+    cl.add_argument("--output", type=Path, help="write predictions as CSV here (default stdout)")
+    cl.add_argument("--batch-size", type=int, default=32)
+    cl.add_argument("--device", default="cpu", help="cpu or cuda")
+    cl.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="auto: ONNX Runtime for .onnx files, PyTorch otherwise",
+    )
+    cl.add_argument(
+        "--max-pixels",
+        type=int,
+        help="refuse larger images (decompression-bomb guard; default PIL's ~89M)",
+    )
+    cl.add_argument("--threads", type=int, help="CPU threads for the backend")
+    cl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _err(message: str) -> None:
+    first, *rest = str(message).splitlines() or [""]
+    print(f"error: {first}", file=sys.stderr)
+    for line in rest:
+        print(line, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``export`` or ``classify``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed usage
+        return int(e.code) if isinstance(e.code, int) else 2
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    try:
+        if args.command == "export":
+            return _export(args)
+        return _classify(args)
+    except _USAGE_ERRORS as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        _err(str(message))
+        return 2
+
+
+# --------------------------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------------------------
+def _default_output(model: str) -> Path:
+    stem = Path(model).stem if model.endswith((".ckpt", ".pt", ".pth")) else model
+    return Path(stem.replace("/", "_") + ".onnx")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from resnet_pl.deploy.onnx_export import ExportError, ExportVerificationError, export_onnx
+
+    output = args.output or _default_output(args.model)
+    try:
+        report = export_onnx(
+            args.model,
+            output,
+            input_shape=args.input_size,
+            opset=args.opset,
+            dynamic_batch=not args.static_batch,
+            dynamic_hw=args.dynamic_hw,
+            fold_batchnorm=not args.no_fold_bn,
+            dtype=args.dtype,
+            verify=not args.no_verify,
+            calibration_data=args.calibration_data,
+            metadata=dict(args.metadata) or None,
+            exporter=args.exporter,
+            verify_data=args.verify_data,
+            pretrained=True if args.pretrained else None,
+            calibration_samples=args.calibration_samples,
+            verify_samples=args.verify_samples,
+        )
+    except ExportVerificationError as e:
+        _err(str(e))
+        _write_report(args.report_json, e.report.to_dict())
+        return 1
+    except ExportError as e:
+        _err(str(e))
+        return 1
+    print(report)
+    _write_report(args.report_json, report.to_dict())
+    return 0
+
+
+def _write_report(path: Path | None, data: dict[str, Any]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# classify
+# --------------------------------------------------------------------------------------------
+def expand_inputs(inputs: Sequence[Path]) -> Iterator[Path]:
+    """Files as given, folders searched recursively for image files (sorted; hidden files and
+    folders skipped). A missing path is yielded as is and reported as unreadable."""
+    for item in inputs:
+        if item.is_dir():
+            for f in sorted(item.rglob("*")):
+                rel = f.relative_to(item).parts
+                hidden = any(part.startswith(".") for part in rel)
+                if f.is_file() and not hidden and f.suffix.lower() in IMAGE_SUFFIXES:
+                    yield f
+        else:
+            yield item
+
+
+_FIELDS = ["path", "label", "index", "prob", "top_k_labels", "top_k_probs", "error"]
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from resnet_pl.deploy.runtime import FileResult, open_classifier
+
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    files = list(expand_inputs(args.inputs))
+    if not files:
+        raise ValueError(f"no image files found in {', '.join(map(str, args.inputs))}")
+    clf = open_classifier(
+        args.model,
+        backend=args.backend,
+        device=args.device,
+        threads=args.threads,
+        pretrained=True
+        if not str(args.model).endswith((".onnx", ".ckpt", ".pt", ".pth"))
+        else None,
+    )
+    for note in getattr(clf, "warnings", []):
+        print(f"warning: {note}", file=sys.stderr)
+
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+    out: TextIO = args.output.open("w", newline="") if args.output else sys.stdout
+    writer = csv.DictWriter(out, fieldnames=_FIELDS)
+    writer.writeheader()
+    n_bad = 0
+    progress, task = _progress(len(files), args)
+
+    def record(result: FileResult) -> None:
+        nonlocal n_bad
+        p = result.prediction
+        if result.error is not None:
+            n_bad += 1
+            print(f"error: {result.path}: {result.error}", file=sys.stderr)
+        writer.writerow(
+            {
+                "path": str(result.path),
+                "label": p.label if p else "",
+                "index": p.index if p else "",
+                "prob": f"{p.prob:.6f}" if p else "",
+                "top_k_labels": json.dumps(p.labels) if p else "",
+                "top_k_probs": json.dumps([round(v, 6) for v in p.probs]) if p else "",
+                "error": result.error or "",
+            }
+        )
+        if progress is not None:
+            progress.advance(task)
+
+    try:
+        if progress is not None:
+            progress.start()
+        for _ in clf.classify_files(
+            files,
+            top_k=args.top_k,
+            batch_size=args.batch_size,
+            max_pixels=args.max_pixels,
+            on_file=record,
+        ):
+            pass
+    finally:
+        if progress is not None:
+            progress.stop()
+        if args.output:
+            out.close()
+    ok = len(files) - n_bad
+    summary = f"classified {ok} of {len(files)} files with {clf.backend} backend"
+    if args.output:
+        summary += f"; predictions in {args.output}"
+    if n_bad:
+        summary += f"; {n_bad} could not be read (see the error column)"
+    print(summary, file=sys.stderr)
+    return 1 if n_bad else 0
+
+
+def _progress(total: int, args: argparse.Namespace) -> tuple[Any, Any]:
+    """A rich progress bar on stderr, for runs of more than one batch on a terminal."""
+    if args.no_progress or total <= args.batch_size or not sys.stderr.isatty():
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    return progress, progress.add_task("classifying", total=total)
+
+
+__all__ = ["build_parser", "expand_inputs", "main"]

@@ -1,0 +1,265 @@
+"""Inference behind one interface for both backends: :class:`OnnxClassifier` (ONNX Runtime,
+configured from the metadata inside the ``.onnx`` file) and :class:`TorchClassifier` (PyTorch,
+from a registry name, a checkpoint or a module).
+
+Both share the preprocessing (:func:`resnet_pl.deploy.preprocess.eval_transform`) and the
+post-processing (softmax, top-k), so they give the same labels for the same files.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from resnet_pl.deploy.onnx_export import decode_metadata
+from resnet_pl.deploy.preprocess import (
+    ImageLoadError,
+    convert_mode,
+    eval_transform,
+    load_image,
+    resolve_data_cfg,
+)
+from resnet_pl.deploy.source import ModelSource, base_metadata, load_model
+
+Backend = Literal["auto", "torch", "onnx"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k classes of one image, most likely first."""
+
+    indices: list[int]
+    labels: list[str]
+    probs: list[float]
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+    @property
+    def index(self) -> int:
+        return self.indices[0]
+
+    @property
+    def prob(self) -> float:
+        return self.probs[0]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The outcome for one file: a prediction, or a one-line error."""
+
+    path: Path
+    prediction: Prediction | None
+    error: str | None = None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable for large logits)."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+class Classifier(ABC):
+    """Preprocess images with the model's own config, run a backend, return top-k."""
+
+    backend: str
+
+    def __init__(self, cfg: Mapping[str, Any], class_names: Sequence[str] | None) -> None:
+        self.cfg = resolve_data_cfg(cfg)
+        self.in_chans = int(self.cfg["input_size"][0])
+        self.transform = eval_transform(self.cfg)
+        self.class_names = list(class_names) if class_names else None
+
+    @abstractmethod
+    def logits(self, batch: Tensor) -> np.ndarray:
+        """Raw outputs ``(N, num_classes)`` for a preprocessed float batch."""
+
+    def preprocess(self, images: Sequence[Image.Image]) -> Tensor:
+        """A float batch from PIL images already in the model's mode (see ``load_image``)."""
+        return torch.stack([self.transform(im) for im in images])
+
+    def label_of(self, index: int) -> str:
+        names = self.class_names
+        return names[index] if names is not None and index < len(names) else str(index)
+
+    def predict(self, images: Sequence[Image.Image], top_k: int = 5) -> list[Prediction]:
+        """Top-k predictions for PIL images (any mode: converted to the model's)."""
+        batch = self.preprocess([convert_mode(im, self.in_chans) for im in images])
+        return self._top_k(self.logits(batch), top_k)
+
+    def _top_k(self, logits: np.ndarray, top_k: int) -> list[Prediction]:
+        probs = softmax(logits)
+        k = max(1, min(top_k, probs.shape[1]))
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [
+            Prediction(
+                [int(i) for i in row],
+                [self.label_of(int(i)) for i in row],
+                [float(p[i]) for i in row],
+            )
+            for row, p in zip(order, probs, strict=True)
+        ]
+
+    def classify_files(
+        self,
+        paths: Sequence[Path],
+        *,
+        top_k: int = 5,
+        batch_size: int = 32,
+        max_pixels: int | None = None,
+        on_file: Callable[[FileResult], None] | None = None,
+    ) -> Iterator[FileResult]:
+        """Classify files in batches, yielding one result per file in input order. A file
+        that cannot be read becomes a result with ``error`` set; the others still run."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            loaded: list[tuple[int, Image.Image]] = []
+            errors: dict[int, str] = {}
+            for i, path in enumerate(chunk):
+                try:
+                    loaded.append((i, load_image(path, self.in_chans, max_pixels)))
+                except ImageLoadError as e:
+                    errors[i] = str(e)
+            preds: dict[int, Prediction] = {}
+            if loaded:
+                batch = self.preprocess([im for _, im in loaded])
+                for (i, _), pred in zip(
+                    loaded, self._top_k(self.logits(batch), top_k), strict=True
+                ):
+                    preds[i] = pred
+            for i, path in enumerate(chunk):
+                result = FileResult(path, preds.get(i), errors.get(i))
+                if on_file is not None:
+                    on_file(result)
+                yield result
+
+
+class OnnxClassifier(Classifier):
+    """An exported ``.onnx`` file in ONNX Runtime, configured from its own metadata (input
+    size, mean/std, interpolation, crop, class names), so the file is all a deployment needs.
+
+    Args:
+        path: the ``.onnx`` file.
+        device: ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
+        threads: intra-op threads (default: ONNX Runtime's choice).
+    """
+
+    backend = "onnx"
+
+    def __init__(
+        self, path: str | Path, *, device: str = "cpu", threads: int | None = None
+    ) -> None:
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ValueError(
+                    "device='cuda' needs onnxruntime-gpu (CUDAExecutionProvider is not "
+                    "available); use --device cpu"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        elif device != "cpu":
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX file {self.path} does not exist")
+        self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+        meta = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = meta
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        dims = list(inp.shape)
+        self.fixed_batch = dims[0] if isinstance(dims[0], int) else None
+        cfg = dict(meta)
+        if cfg.get("input_size") is None:
+            if len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]):
+                raise ValueError(
+                    f"{self.path} has no resnet-pl metadata and a non-static input {dims}; "
+                    "export it with resnet_pl.deploy.export_onnx"
+                )
+            cfg["input_size"] = dims[1:]
+        super().__init__(cfg, meta.get("class_names"))
+
+    def logits(self, batch: Tensor) -> np.ndarray:
+        x = batch.numpy().astype(np.float32, copy=False)
+        if self.fixed_batch is None:
+            return np.asarray(self.session.run(None, {self.input_name: x})[0])
+        # A static batch axis: run full chunks, zero-padding the last one.
+        n, b = len(x), self.fixed_batch
+        outs = []
+        for i in range(0, n, b):
+            chunk = x[i : i + b]
+            pad = b - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+            outs.append(np.asarray(self.session.run(None, {self.input_name: chunk})[0])[: b - pad])
+        return np.concatenate(outs)
+
+
+class TorchClassifier(Classifier):
+    """A PyTorch model (registry name, checkpoint or module) behind the same interface."""
+
+    backend = "torch"
+
+    def __init__(
+        self, source: ModelSource, *, device: str = "cpu", pretrained: bool | None = None
+    ) -> None:
+        loaded = load_model(source, pretrained=pretrained)
+        self.warnings = loaded.warnings
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' but no CUDA device is available; use --device cpu")
+        self.model = loaded.model.to(self.device).eval()
+        self.metadata = base_metadata(loaded.cfg)
+        super().__init__(loaded.cfg, self.metadata.get("class_names"))
+
+    def logits(self, batch: Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return self.model(batch.to(self.device)).float().cpu().numpy()
+
+
+def open_classifier(
+    model: str | Path,
+    *,
+    backend: Backend = "auto",
+    device: str = "cpu",
+    threads: int | None = None,
+    pretrained: bool | None = None,
+) -> Classifier:
+    """A classifier for ``model``: an ``.onnx`` file (ONNX Runtime), or a registry name /
+    checkpoint (PyTorch; with ``backend="onnx"`` it is exported to ONNX first, in memory)."""
+    is_onnx = str(model).endswith(".onnx")
+    if backend not in ("auto", "torch", "onnx"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
+    if is_onnx and backend == "torch":
+        raise ValueError("an .onnx file runs on ONNX Runtime; use --backend onnx or auto")
+    if is_onnx:
+        return OnnxClassifier(model, device=device, threads=threads)
+    if backend in ("auto", "torch"):
+        return TorchClassifier(model, device=device, pretrained=pretrained)
+    from resnet_pl.deploy.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="resnet_pl_classify_") as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(model, path, pretrained=pretrained, verify=False)
+        clf = OnnxClassifier(path, device=device, threads=threads)  # the session holds it all
+    return clf

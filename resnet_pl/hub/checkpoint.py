@@ -1,0 +1,424 @@
+"""From a Lightning checkpoint to shareable weights.
+
+- :func:`export_checkpoint`: a Hugging Face Hub-style folder (``config.json``,
+  ``model.safetensors``, ``README.md``), ready for ``from_pretrained`` or an upload.
+- :func:`publish`: a registry entry shipped with the package: ``resnet_pl/weights/<arch>.<tag>``
+  ``.safetensors`` (fp32 network weights only: no optimizer state, no EMA, no callbacks), its
+  JSON record, the run's ``metrics.csv`` and a model card. The record's metrics are **measured
+  here**, on the dataset's real test split with the record's own preprocessing, from the file
+  as written -- never copied from training logs.
+
+The checkpoint is read with ``torch.load(weights_only=True)``; the contract (see the lightning
+module) is that ``hyper_parameters`` holds ``arch``, ``num_classes``, ``in_chans``,
+``model_kwargs``, ``class_names``, ``mean``, ``std``, ``input_size`` and ``dataset``, and that the
+network's weights are the ``model.``-prefixed keys of ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from resnet_pl.hub.evaluate import IDX_DATASETS, TORCHVISION_DATASETS, measure_small
+from resnet_pl.hub.pretrained import (
+    load_into,
+    read_state_dict,
+    sha256_file,
+    structural_kwargs,
+)
+from resnet_pl.hub.weights import (
+    SHIPPED_DIR,
+    WeightsEntry,
+    package_version,
+    read_record,
+    register_weights,
+    write_record,
+)
+
+MODEL_PREFIX = "model."
+DATASET_CREDITS = {
+    "fashion_mnist": "Fashion-MNIST: Han Xiao, Kashif Rasul, Roland Vollgraf, 2017, "
+    "https://github.com/zalandoresearch/fashion-mnist (MIT licence)",
+    "mnist": "MNIST: Yann LeCun, Corinna Cortes, Christopher J.C. Burges",
+    "cifar10": "CIFAR-10: Alex Krizhevsky, 2009",
+    "cifar100": "CIFAR-100: Alex Krizhevsky, 2009",
+}
+SLICES = (2000,)  # recorded besides the full split, for quick exact re-checks
+
+
+class CheckpointFormatError(ValueError):
+    """A checkpoint that does not follow the resnet-pl contract; the message says what lacks."""
+
+
+@dataclass(frozen=True)
+class CheckpointContents:
+    """What a resnet-pl Lightning checkpoint holds that weights need."""
+
+    path: Path
+    arch: str
+    arch_kwargs: dict[str, Any]
+    num_classes: int
+    in_chans: int
+    hparams: dict[str, Any]
+    state: dict[str, Tensor]
+    epoch: int | None
+    global_step: int | None
+
+
+def read_checkpoint(path: str | Path) -> CheckpointContents:
+    """Read a checkpoint safely (``weights_only=True``) and pick out the network.
+
+    Raises:
+        CheckpointFormatError: not a resnet-pl checkpoint, or a custom model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointFormatError(
+            f"{path} cannot be read with torch.load(weights_only=True) ({type(err).__name__}); "
+            f"only checkpoints of plain tensors and values are accepted"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointFormatError(
+            f"{path} is not a Lightning checkpoint (no state_dict / hyper_parameters)"
+        )
+    hp = dict(ckpt["hyper_parameters"])
+    arch_name = str(hp.get("arch", ""))
+    if not arch_name or arch_name == "custom":
+        raise CheckpointFormatError(
+            f"{path} holds a custom model (arch={arch_name!r}); only registry architectures can "
+            f"be exported by name"
+        )
+    missing = [k for k in ("num_classes", "in_chans") if hp.get(k) is None]
+    if missing:
+        raise CheckpointFormatError(f"{path}: hyper_parameters lack {', '.join(missing)}")
+    state = {
+        k[len(MODEL_PREFIX) :]: v
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith(MODEL_PREFIX)
+    }
+    if not state:
+        raise CheckpointFormatError(f"{path}: state_dict has no '{MODEL_PREFIX}*' keys")
+    return CheckpointContents(
+        path=path,
+        arch=arch_name.partition(".")[0],
+        arch_kwargs=structural_kwargs(hp.get("model_kwargs")),
+        num_classes=int(hp["num_classes"]),
+        in_chans=int(hp["in_chans"]),
+        hparams=hp,
+        state=state,
+        epoch=ckpt.get("epoch"),
+        global_step=ckpt.get("global_step"),
+    )
+
+
+def build_model(ck: CheckpointContents) -> nn.Module:
+    """The network of a checkpoint, loaded strictly, in eval mode, fp32."""
+    from resnet_pl.models.registry import create_model
+
+    model = create_model(
+        ck.arch, num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs
+    )
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in ck.state.items()}
+    load_into(model, state, name=str(ck.path))
+    return model.eval()
+
+
+def _stem(model: nn.Module) -> str:
+    conv1 = getattr(model, "conv1", None)
+    if isinstance(conv1, nn.Conv2d):
+        return "imagenet" if conv1.kernel_size[0] == 7 else "small"
+    return "unknown"
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """``HEAD`` of the repository holding this package (``-dirty`` if it has local changes), or
+    None outside a git checkout."""
+    root = repo or Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def find_run_file(ckpt: Path, name: str) -> Path | None:
+    """``name`` (``metrics.csv``, ``config.yaml``) in the newest ``version_N`` folder of the run
+    holding ``ckpt`` (``<run>/checkpoints/x.ckpt`` -> ``<run>/version_N/name``)."""
+    run = ckpt.resolve().parent.parent
+    found = [p for p in run.glob(f"version_*/{name}") if p.parent.name[8:].isdigit()]
+    return max(found, key=lambda p: int(p.parent.name[8:])) if found else None
+
+
+def training_summary(metrics_csv: Path) -> dict[str, Any]:
+    """Epochs logged and the best validation accuracy (%) from a CSVLogger ``metrics.csv``."""
+    best: float | None = None
+    epochs: set[int] = set()
+    with open(metrics_csv, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row.get("epoch"):
+                epochs.add(int(float(row["epoch"])))
+            if row.get("val_acc"):
+                value = float(row["val_acc"]) * 100.0
+                best = value if best is None else max(best, value)
+    return {
+        "epochs_logged": len(epochs),
+        "best_val_top1": None if best is None else round(best, 4),
+    }
+
+
+def make_recipe(
+    ck: CheckpointContents,
+    *,
+    command: str | None = None,
+    config_yaml: Path | None = None,
+    commit: str | None = None,
+) -> dict[str, Any]:
+    """How the weights were produced: command, full training config (LightningCLI's saved
+    ``config.yaml``), commit, checkpoint file, epoch and step."""
+    import yaml
+
+    config_yaml = config_yaml or find_run_file(ck.path, "config.yaml")
+    config: Any = None
+    if config_yaml is not None and config_yaml.is_file():
+        config = yaml.safe_load(config_yaml.read_text(encoding="utf-8"))
+    return {
+        "command": command
+        or (f"resnet-pl fit --config {config_yaml}" if config_yaml else "not recorded"),
+        "commit": commit or git_commit() or "unknown",
+        "commit_note": "repository HEAD when the weights were exported (pass --commit to name "
+        "the training commit)"
+        if commit is None
+        else "given at export",
+        "checkpoint": ck.path.name,
+        "epoch": ck.epoch,
+        "global_step": ck.global_step,
+        "config": config,
+    }
+
+
+def checkpoint_cfg(
+    ck: CheckpointContents,
+    model: nn.Module,
+    recipe: dict[str, Any],
+    *,
+    license: str = "BSD-3-Clause",
+    credit: str | None = None,
+) -> dict[str, Any]:
+    """The ``pretrained_cfg`` of a checkpoint's network (metrics and file filled in later)."""
+    from resnet_pl.lightning.data import SPECS
+    from resnet_pl.models.registry import count_flops, count_params, get_default_cfg
+
+    hp = ck.hparams
+    dataset = hp.get("dataset")
+    spec = SPECS.get(str(dataset)) if dataset else None
+    mean = hp.get("mean") or (spec.mean if spec else None)
+    std = hp.get("std") or (spec.std if spec else None)
+    if mean is None or std is None:
+        raise CheckpointFormatError(
+            f"{ck.path}: the checkpoint records no mean/std and its dataset {dataset!r} is not "
+            f"a known one; weights without their normalisation cannot be used correctly"
+        )
+    default = get_default_cfg(ck.arch)
+    input_size: tuple[int, int, int]
+    if hp.get("input_size"):
+        c, h, w = (int(v) for v in hp["input_size"])
+        input_size = (c, h, w)
+    elif spec is not None:
+        input_size = (ck.in_chans, spec.image_size, spec.image_size)
+    else:
+        _, h, w = (int(v) for v in default["input_size"])
+        input_size = (ck.in_chans, h, w)
+    categories = hp.get("class_names") or (list(spec.class_names) if spec else None)
+    return {
+        **default,
+        "architecture": ck.arch,
+        "mean": tuple(float(v) for v in mean),
+        "std": tuple(float(v) for v in std),
+        "input_size": input_size,
+        "interpolation": "bilinear",
+        "crop_pct": 1.0 if max(input_size[1:]) <= 64 else 0.875,
+        "num_classes": ck.num_classes,
+        "categories": list(categories) if categories else None,
+        "dataset": dataset,
+        "metrics": {},
+        "num_params": count_params(model),
+        "gflops": round(count_flops(model, input_size) / 1e9, 6),
+        "recipe": recipe,
+        "sha256": None,
+        "file": None,
+        "url": None,
+        "hf_hub_id": None,
+        "license": license,
+        "origin": f"trained with resnet-pl {package_version()} (ResNetClassifier, {ck.path.name})",
+        "credit": credit or DATASET_CREDITS.get(str(dataset)),
+        "resnet_pl_version": package_version(),
+        "stem": _stem(model),
+        "arch_kwargs": dict(ck.arch_kwargs),
+    }
+
+
+def measure(
+    model: nn.Module,
+    cfg: dict[str, Any],
+    *,
+    limit: int | None = None,
+    data_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Test-split metrics for a small dataset the cfg names ({} when it has no local loader)."""
+    dataset = str(cfg.get("dataset"))
+    if dataset not in (*IDX_DATASETS, *TORCHVISION_DATASETS):
+        return {}
+    return measure_small(
+        model, cfg, dataset, split="test", limit=limit, data_dir=data_dir, slices=SLICES
+    )
+
+
+def export_checkpoint(
+    ckpt: str | Path,
+    out_dir: str | Path,
+    *,
+    measure_metrics: bool = True,
+    command: str | None = None,
+    commit: str | None = None,
+    data_dir: Path | None = None,
+    limit: int | None = None,
+) -> Path:
+    """Write a Hugging Face Hub-style folder (``config.json``, ``model.safetensors``,
+    ``README.md``) for a checkpoint's network; metrics measured on the test split unless
+    ``measure_metrics=False``."""
+    from resnet_pl.hub.hf import from_pretrained, save_pretrained
+
+    ck = read_checkpoint(ckpt)
+    model = build_model(ck)
+    cfg = checkpoint_cfg(ck, model, make_recipe(ck, command=command, commit=commit))
+    folder = save_pretrained(
+        model, out_dir, arch_kwargs=ck.arch_kwargs, pretrained_cfg=cfg, model_card=False
+    )
+    if measure_metrics:
+        # Measured on the folder as written, so the numbers describe exactly what is shipped.
+        cfg["metrics"] = measure(from_pretrained(folder), cfg, limit=limit, data_dir=data_dir)
+        folder = save_pretrained(model, out_dir, arch_kwargs=ck.arch_kwargs, pretrained_cfg=cfg)
+    else:
+        from resnet_pl.hub.hf import CARD_NAME, CONFIG_NAME, read_config, render_model_card
+
+        config = read_config(folder / CONFIG_NAME)
+        (folder / CARD_NAME).write_text(render_model_card(config), encoding="utf-8")
+    return folder
+
+
+def publish(
+    ckpt: str | Path,
+    tag: str,
+    *,
+    out_dir: Path = SHIPPED_DIR,
+    metrics_csv: Path | None = None,
+    command: str | None = None,
+    commit: str | None = None,
+    config_yaml: Path | None = None,
+    default: bool = True,
+    license: str = "BSD-3-Clause",
+    credit: str | None = None,
+    force: bool = False,
+    data_dir: Path | None = None,
+    limit: int | None = None,
+) -> WeightsEntry:
+    """Turn a checkpoint into a registry entry ``<arch>.<tag>`` in ``out_dir`` (default: the
+    package's ``resnet_pl/weights``): safetensors file, JSON record, model card (``.md``) and the
+    run's ``metrics.csv`` (``.metrics.csv``). Metrics are measured from the written file.
+
+    Raises:
+        FileExistsError: the entry exists (pass ``force=True`` to replace it).
+    """
+    from safetensors.torch import save_file
+
+    from resnet_pl.hub.hf import fp32_state_dict, render_model_card
+
+    if not tag or "." in tag or "/" in tag or tag != tag.strip():
+        raise ValueError(f"tag must be a plain word like 'fashion_mnist', got {tag!r}")
+    ck = read_checkpoint(ckpt)
+    name = f"{ck.arch}.{tag}"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record_path = out_dir / f"{name}.json"
+    if record_path.exists() and not force:
+        raise FileExistsError(f"{record_path} exists; pass --force to replace {name}")
+    model = build_model(ck)
+    cfg = checkpoint_cfg(
+        ck,
+        model,
+        make_recipe(ck, command=command, config_yaml=config_yaml, commit=commit),
+        license=license,
+        credit=credit,
+    )
+
+    weights = out_dir / f"{name}.safetensors"
+    tmp = out_dir / f".{name}.safetensors.tmp"
+    save_file(
+        fp32_state_dict(model),
+        str(tmp),
+        metadata={"format": "pt", "architecture": ck.arch, "weights": name},
+    )
+    os.replace(tmp, weights)
+    weights.chmod(0o644)  # safetensors creates files private to the user; these are shipped
+    cfg.update(
+        {
+            "file": weights.name,
+            "sha256": sha256_file(weights),
+            "file_size": weights.stat().st_size,
+        }
+    )
+
+    # Measure what was written: rebuild from the file, exactly as create_model will.
+    from resnet_pl.models.registry import create_model
+
+    check = create_model(
+        ck.arch, num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs
+    )
+    load_into(check, read_state_dict(weights, "safetensors"), name=name)
+    cfg["metrics"] = measure(check, cfg, limit=limit, data_dir=data_dir)
+
+    metrics_csv = metrics_csv or find_run_file(ck.path, "metrics.csv")
+    if metrics_csv is not None and metrics_csv.is_file():
+        log_copy = out_dir / f"{name}.metrics.csv"
+        shutil.copyfile(metrics_csv, log_copy)
+        cfg["training_log"] = log_copy.name
+        cfg["training"] = training_summary(metrics_csv)
+
+    entry = WeightsEntry(
+        ck.arch, tag, dict(ck.arch_kwargs), ck.num_classes, ck.in_chans, cfg, record_dir=out_dir
+    )
+    config = {"architecture": ck.arch, "pretrained_cfg": cfg}
+    (out_dir / f"{name}.md").write_text(
+        render_model_card(config, weights_name=name), encoding="utf-8"
+    )
+    write_record(entry, record_path, default=default)
+    entry, is_default = read_record(record_path)  # what import will read, checked now
+    register_weights(entry, default=is_default, replace=True)
+    return entry

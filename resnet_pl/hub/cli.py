@@ -1,0 +1,410 @@
+"""``resnet-pl hub``: list, inspect and verify pretrained weights; turn checkpoints into weights.
+
+``main(argv)`` takes the arguments after ``hub`` and returns the exit status (0 success, 1 a
+failed verification, 2 a usage or input error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from resnet_pl.hub.weights import (
+    UnknownWeightsError,
+    WeightsEntry,
+    WeightsUnavailableError,
+    WeightsVerificationError,
+    default_tag,
+    get_weights,
+    list_pretrained,
+)
+
+DESCRIPTION = """\
+Pretrained weights of resnet-pl: names are ARCH.TAG (resnet20.fashion_mnist, resnet50.tv2_in1k);
+a bare ARCH means its default tag. Every weights file is checked against its full sha256 before
+use (torchvision files: the published prefix, then the full hash recorded on first download).
+Files come from the package, then the cache ($RESNET_PL_CACHE, default
+<torch.hub.get_dir()>/resnet_pl), then the entry's URL or Hugging Face repo (not when
+HF_HUB_OFFLINE=1 or RESNET_PL_OFFLINE=1).
+"""
+
+VERIFY_HELP = """\
+Re-check a weights file's sha256 and re-measure its recorded top-1 accuracy with its own
+preprocessing, in fp32. Fails (exit 1) unless |measured - recorded| <= tolerance:
+0.1 percentage points on the same images as recorded (the full test split, or a recorded slice
+such as --limit 2000), 0.3 for numbers published by a third party (torchvision), plus 3 binomial
+standard errors when --limit picks a subset that was not recorded. Fashion-MNIST is read from
+/usr/share/datasets/fashion-mnist (or --data-dir). ImageNet entries need --data-dir pointing at
+an ImageNet validation folder (one sub-folder per class); without it only the hash is verified,
+if the file is present (add --download to fetch it).
+"""
+
+PUBLISH_HELP = """\
+Turn a resnet-pl Lightning checkpoint into a shipped weights entry ARCH.TAG: writes
+<out-dir>/ARCH.TAG.safetensors (fp32 network weights only, no optimizer), ARCH.TAG.json (the
+record read at import), ARCH.TAG.md (model card) and ARCH.TAG.metrics.csv (training log). The
+record's top-1/top-5 are measured here on the dataset's real test split with the record's own
+preprocessing, from the file as written. The recipe records the command, the run's saved
+config.yaml, the commit and the checkpoint's epoch/step.
+"""
+
+
+def _fmt_metric(entry: WeightsEntry, key: str) -> str:
+    value = (entry.pretrained_cfg.get("metrics") or {}).get(key)
+    return f"{value:.2f}" if isinstance(value, int | float) else "-"
+
+
+def _availability(entry: WeightsEntry) -> str:
+    from resnet_pl.hub.pretrained import cache_path
+
+    if entry.shipped_path is not None and entry.shipped_path.is_file():
+        return "shipped"
+    if cache_path(entry).is_file():
+        return "cached"
+    return "download"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    names = list_pretrained(args.pattern)
+    if not names:
+        print(f"no weights match {args.pattern!r}" if args.pattern else "no weights registered")
+        return 0 if not args.pattern else 1
+    rows = [("name", "default", "dataset", "top1", "top5", "params(M)", "input", "where")]
+    for name in names:
+        e = get_weights(name)
+        cfg = e.pretrained_cfg
+        rows.append(
+            (
+                name,
+                "*" if default_tag(e.arch) == e.tag else "",
+                str(cfg.get("dataset")),
+                _fmt_metric(e, "top1"),
+                _fmt_metric(e, "top5"),
+                f"{int(cfg.get('num_params') or 0) / 1e6:.2f}",
+                "x".join(str(v) for v in cfg.get("input_size", ())),
+                _availability(e),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print("\ntop1/top5 in %; '*' marks the tag loaded by create_model(ARCH, pretrained=True)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from resnet_pl.hub.pretrained import cache_path
+
+    e = get_weights(args.name)
+    cfg = e.cfg()
+    categories = cfg.get("categories") or []
+    if not args.all_categories and len(categories) > 12:
+        cfg["categories"] = [*categories[:12], f"... ({len(categories)} in all)"]
+    info: dict[str, Any] = {
+        "name": e.name,
+        "default": default_tag(e.arch) == e.tag,
+        "arch": e.arch,
+        "arch_kwargs": dict(e.arch_kwargs),
+        "num_classes": e.num_classes,
+        "in_chans": e.in_chans,
+        "metrics": cfg.get("metrics"),
+        "file": str(e.shipped_path) if e.shipped_path else None,
+        "url": e.url,
+        "hf_hub_id": e.hf_hub_id,
+        "cache_path": str(cache_path(e)),
+        "sha256": e.sha256
+        or f"{e.sha256_prefix}... (published prefix; the full hash is "
+        f"recorded beside the cached file on first download)",
+        "available": _availability(e),
+        "pretrained_cfg": cfg,
+    }
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from resnet_pl.hub.evaluate import (
+        IDX_DATASETS,
+        IMAGENET_NAMES,
+        TORCHVISION_DATASETS,
+        DatasetUnavailableError,
+        measure_folder,
+        measure_small,
+        tolerance,
+    )
+    from resnet_pl.hub.pretrained import resolve_file
+    from resnet_pl.models.registry import create_model
+
+    e = get_weights(args.name)
+    try:
+        path = resolve_file(e, download=args.download, progress=True)
+    except WeightsVerificationError as err:
+        print(f"FAIL hash: {err}", file=sys.stderr)
+        return 1
+    except WeightsUnavailableError as err:
+        print(f"cannot verify {e.name}: {err}. Pass --download to fetch it.", file=sys.stderr)
+        return 1
+    print(f"ok   hash: {path} matches sha256 {e.sha256 or f'{e.sha256_prefix}... (prefix)'}")
+    cfg = e.cfg()
+    recorded = cfg.get("metrics") or {}
+    dataset = str(cfg.get("dataset"))
+    if "top1" not in recorded:
+        print(f"no recorded metrics for {e.name}: hash verified only")
+        return 0
+    if dataset in IMAGENET_NAMES and args.data_dir is None:
+        print(
+            f"{e.name} was measured on ImageNet-1k val (top1 {recorded['top1']}%): re-measuring "
+            f"needs the ImageNet validation folder, pass --data-dir /path/to/imagenet/val "
+            f"(one sub-folder per class). Hash verified only."
+        )
+        return 0
+    model = create_model(e.name, pretrained=True).eval()
+    try:
+        if dataset in (*IDX_DATASETS, *TORCHVISION_DATASETS):
+            got = measure_small(
+                model,
+                cfg,
+                dataset,
+                split=str(recorded.get("split", "test")),
+                limit=args.limit,
+                data_dir=args.data_dir,
+                batch_size=args.batch_size,
+            )
+        elif dataset in IMAGENET_NAMES:
+            got = measure_folder(
+                model, cfg, Path(args.data_dir), limit=args.limit, batch_size=args.batch_size
+            )
+        else:
+            print(f"no evaluation loader for dataset {dataset!r}: hash verified only")
+            return 0
+    except (DatasetUnavailableError, FileNotFoundError) as err:
+        print(f"cannot re-measure {e.name}: {err}", file=sys.stderr)
+        return 2
+    n = int(got["n"])
+    reference = recorded
+    same = n == int(recorded.get("n", -1))
+    if not same and isinstance(recorded.get(f"first_{n}"), dict) and dataset not in IMAGENET_NAMES:
+        reference, same = {**recorded, **recorded[f"first_{n}"]}, True
+    tol = tolerance(reference, n, same_images=same)
+    diff = float(got["top1"]) - float(reference["top1"])
+    scope = f"the recorded {n} images" if same else f"a {n}-image subset"
+    line = (
+        f"top1 {got['top1']:.2f}% on {scope} vs recorded {float(reference['top1']):.2f}% "
+        f"(diff {diff:+.2f}, tolerance {tol:.2f}); top5 {got['top5']:.2f}%"
+    )
+    if abs(diff) <= tol:
+        print(f"ok   accuracy: {line}")
+        return 0
+    print(f"FAIL accuracy: {line}", file=sys.stderr)
+    return 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from resnet_pl.hub.checkpoint import export_checkpoint
+
+    folder = export_checkpoint(
+        args.ckpt,
+        args.out_dir,
+        measure_metrics=not args.no_measure,
+        command=args.recipe,
+        commit=args.commit,
+        data_dir=args.data_dir,
+        limit=args.limit,
+    )
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    metrics = config["pretrained_cfg"].get("metrics") or {}
+    print(f"wrote {folder}/config.json, model.safetensors, README.md")
+    print(
+        f"sha256 {config['sha256']}; metrics {json.dumps(metrics) if metrics else 'not measured'}"
+    )
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from resnet_pl.hub.checkpoint import publish
+
+    kwargs: dict[str, Any] = {}
+    if args.out_dir is not None:
+        kwargs["out_dir"] = args.out_dir
+    entry = publish(
+        args.ckpt,
+        args.tag,
+        metrics_csv=args.metrics_csv,
+        command=args.recipe,
+        commit=args.commit,
+        config_yaml=args.config_yaml,
+        default=not args.not_default,
+        license=args.license,
+        credit=args.credit,
+        force=args.force,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        **kwargs,
+    )
+    metrics = entry.pretrained_cfg.get("metrics") or {}
+    print(f"published {entry.name}: {entry.shipped_path} (sha256 {entry.sha256})")
+    print(f"measured: {json.dumps(metrics)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resnet-pl hub",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "list",
+        help="list registered weights (with measured accuracy)",
+        description="List weights names, their dataset, recorded top-1/top-5 (%), "
+        "size, input and whether the file is shipped, cached or must be downloaded.",
+    )
+    p.add_argument("pattern", nargs="?", help="shell pattern, e.g. 'resnet50.*' or '*fashion*'")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "info",
+        help="print one entry: cfg, metrics, file, sha256",
+        description="Print an entry's pretrained_cfg (preprocessing, classes, "
+        "metrics, recipe, license, credit), file, cache path and sha256 as JSON.",
+    )
+    p.add_argument("name", help="ARCH.TAG or ARCH (default tag)")
+    p.add_argument("--all-categories", action="store_true", help="print every class name")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "verify",
+        help="re-check the hash and re-measure the recorded accuracy",
+        description=VERIFY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", help="ARCH.TAG or ARCH (default tag)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="measure on the first N test images (ImageNet: N evenly spaced images)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="dataset folder (required for ImageNet: the val folder)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="download the file if it is neither shipped nor cached",
+    )
+    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "export-checkpoint",
+        help="checkpoint -> Hugging Face Hub-style folder",
+        description="Write DIR/config.json, DIR/model.safetensors (fp32 weights "
+        "only) and DIR/README.md (model card) from a resnet-pl Lightning checkpoint."
+        " Load it with resnet_pl.ResNet.from_pretrained(DIR); upload it with "
+        "huggingface-cli upload or model.push_to_hub(repo_id).",
+    )
+    p.add_argument("ckpt", type=Path, help="Lightning checkpoint (.ckpt)")
+    p.add_argument("out_dir", type=Path, metavar="DIR", help="output folder (created)")
+    p.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="do not measure test accuracy (for datasets without a local copy)",
+    )
+    _common_recipe_args(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "publish",
+        help="checkpoint -> shipped weights entry ARCH.TAG",
+        description=PUBLISH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("ckpt", type=Path, help="Lightning checkpoint (.ckpt)")
+    p.add_argument("--tag", required=True, help="weights tag, e.g. fashion_mnist")
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="where to write (default: the package's resnet_pl/weights)",
+    )
+    p.add_argument(
+        "--metrics-csv",
+        type=Path,
+        default=None,
+        help="training log to copy (default: the run's newest version_N/metrics.csv)",
+    )
+    p.add_argument(
+        "--config-yaml",
+        type=Path,
+        default=None,
+        help="training config to record (default: the run's version_N/config.yaml)",
+    )
+    p.add_argument(
+        "--not-default", action="store_true", help="do not make this the architecture's default tag"
+    )
+    p.add_argument("--license", default="BSD-3-Clause", help="licence of the weights")
+    p.add_argument("--credit", default=None, help="credit line (default: the dataset's authors)")
+    p.add_argument("--force", action="store_true", help="replace an existing entry")
+    _common_recipe_args(p)
+    p.set_defaults(func=cmd_publish)
+    return parser
+
+
+def _common_recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help="the exact training command to record (default: resnet-pl fit --config "
+        "<the run's saved config.yaml>)",
+    )
+    p.add_argument(
+        "--commit",
+        default=None,
+        help="git commit the weights were trained at (default: current HEAD)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="dataset folder for measuring (default: the dataset's usual places)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="measure on the first N test images only (default: all)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``resnet-pl hub ARGV``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args))
+    except UnknownWeightsError as err:
+        print(f"resnet-pl hub: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"resnet-pl hub {args.command}: {err}", file=sys.stderr)
+        return 2
+    except WeightsVerificationError as err:
+        print(f"resnet-pl hub {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
