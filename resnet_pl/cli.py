@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,21 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from resnet_pl.lightning.callbacks import PlotCallback
-from resnet_pl.lightning.checkpointing import AtomicCheckpointIO, StepCheckpoint
+from resnet_pl.lightning.callbacks import PlotCallback, PredictionWriter
+from resnet_pl.lightning.checkpointing import (
+    AtomicCheckpointIO,
+    RandomStateCallback,
+    StepCheckpoint,
+)
 from resnet_pl.lightning.data import ImageDataModule
+from resnet_pl.lightning.errors import (
+    BadCheckpointError,
+    BadDataError,
+    ConfigError,
+    DataNotFoundError,
+    NonFiniteLossError,
+    UntrustedCheckpointError,
+)
 from resnet_pl.lightning.module import ResNetClassifier
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -81,22 +94,45 @@ class ResNetCLI(LightningCLI):
             cfg["checkpoint"]["dirpath"] = str(run_dir / "checkpoints")
         if cfg["trainer"].get("default_root_dir") is None:
             cfg["trainer"]["default_root_dir"] = str(run_dir)
+        # Fail now, not after an epoch, when logs or checkpoints cannot be written.
+        _check_writable(run_dir, "--run_root/--run_name")
+        if self.subcommand == "fit":
+            _check_writable(Path(cfg["checkpoint"]["dirpath"]), "--checkpoint.dirpath")
+        # Checkpoints given by --ckpt_path are read with the restricted unpickler unless the
+        # user says otherwise (--weights_only false, for files from a trusted source).
+        if "weights_only" in cfg and cfg["weights_only"] is None:
+            cfg["weights_only"] = True
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         run_dir = Path(cfg["run_root"]) / cfg["run_name"]
-        extra: list[Any] = [LearningRateMonitor(), PlotCallback()]
+        extra: list[Any] = [LearningRateMonitor(), PlotCallback(), PredictionWriter()]
         if cfg["trainer"].get("enable_progress_bar", True) is not False:
             extra.append(RichProgressBar())
         every = cfg["checkpoint_every_n_steps"]
-        if self.subcommand == "fit" and every and every > 0:
-            extra.append(StepCheckpoint(cfg["checkpoint"]["dirpath"], every))
+        if self.subcommand == "fit":
+            extra.append(RandomStateCallback())
+            if every and every > 0:
+                extra.append(StepCheckpoint(cfg["checkpoint"]["dirpath"], every))
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": extra}
         if cfg["trainer"].get("logger") in (None, True):
             kwargs["logger"] = _loggers(run_dir)
         if not cfg["trainer"].get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Create ``folder`` and write a scratch file in it, or raise :class:`ConfigError`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(
+            f"cannot write to {folder} ({reason}); choose a writable folder with {option}"
+        ) from None
 
 
 def _loggers(run_dir: Path) -> list[Any]:
@@ -138,6 +174,45 @@ def cli_main(
     )
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a problem with the user's input (options, data, files) or a
+    training fault, with a message that names the fix: printed as one line, no traceback."""
+    from resnet_pl.hub.weights import (
+        UnknownWeightsError,
+        WeightsMismatchError,
+        WeightsUnavailableError,
+        WeightsVerificationError,
+    )
+    from resnet_pl.models.registry import UnknownModelError
+
+    return (
+        ConfigError,
+        DataNotFoundError,
+        BadDataError,
+        BadCheckpointError,
+        UntrustedCheckpointError,
+        NonFiniteLossError,
+        UnknownModelError,
+        UnknownWeightsError,
+        WeightsMismatchError,
+        WeightsUnavailableError,
+        WeightsVerificationError,
+    )
+
+
+def _lightning_main(argv: list[str]) -> int:
+    """Run a Lightning subcommand; our own errors become ``resnet-pl: error: ...`` (exit 2
+    for bad input, 1 for a training fault such as a NaN loss). Argument errors are reported by
+    jsonargparse itself (usage + error, exit 2)."""
+    try:
+        cli_main(argv)
+    except _user_errors() as err:
+        message = " ".join(str(err).split())  # one line
+        print(f"resnet-pl: error: {message}", file=sys.stderr)
+        return 1 if isinstance(err, NonFiniteLossError) else 2
+    return 0
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``resnet-pl`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -146,8 +221,7 @@ def main(args: list[str] | None = None) -> int:
         return 0 if argv else 2
     command = argv[0]
     if command in LIGHTNING_COMMANDS:
-        cli_main(argv)
-        return 0
+        return _lightning_main(argv)
     if command == "hub":
         from resnet_pl.hub.cli import main as hub_main
 

@@ -18,7 +18,19 @@ from resnet_pl.cli import cli_main
 from resnet_pl.lightning import DataNotFoundError, ImageDataModule, ResNetClassifier
 from resnet_pl.lightning.augment import random_crop, random_erase, random_hflip
 
-TINY = {"widths": [8, 16, 32]}  # ResNet-20 layout at a quarter of the width
+TINY = {"widths": [8, 16, 32]}
+FASHION = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]  # ResNet-20 layout at a quarter of the width
 
 
 def tiny_trainer(tmp_path: Path, **kwargs: Any) -> L.Trainer:
@@ -105,6 +117,30 @@ def test_validate_and_test_on_checkpoint(trained_run: Path, fashion_mnist_dir: P
     assert "test_acc_class/trouser" in test.trainer.callback_metrics
     pngs = list(trained_run.glob("version_*/confusion_matrix.png"))
     assert pngs and pngs[0].stat().st_size > 10_000
+
+
+def test_predict_writes_csv(trained_run: Path, fashion_mnist_dir: Path, tmp_path: Path) -> None:
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    cli_main(
+        [
+            "predict",
+            "--config", "configs/fashion_mnist_resnet20.yaml",
+            "--run_root", str(tmp_path),
+            "--trainer.precision", "32",
+            "--trainer.enable_progress_bar", "false",
+            "--model.model_kwargs", '{"widths": [8, 16, 32]}',
+            "--data.data_dir", str(fashion_mnist_dir),
+            "--data.test_subset", "300",
+            "--ckpt_path", str(ckpt),
+        ]
+    )  # fmt: skip
+    import csv
+
+    with open(next(tmp_path.glob("*/version_*/predictions.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 300
+    assert {r["class_name"] for r in rows} <= set(FASHION)
+    assert all(0.0 < float(r["probability"]) <= 1.0 for r in rows)
 
 
 def test_checkpoint_round_trip_weights_only(trained_run: Path) -> None:

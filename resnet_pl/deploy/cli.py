@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: Fashion-MNIST for models trained on it)",
     )
     ex.add_argument("--verify-samples", type=int, default=256)
+    ex.add_argument(
+        "--benchmark-runs", type=int, default=20, help="timed runs per model (fp16/int8 speed)"
+    )
     ex.add_argument("--no-verify", action="store_true", help="skip the full verification")
     ex.add_argument(
         "--pretrained", action="store_true", help="load the default weights of a bare arch name"
@@ -123,6 +126,14 @@ def _err(message: str) -> None:
         print(line, file=sys.stderr)
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    try:  # weights whose sha256 does not match: a one-line error too, not a traceback
+        from resnet_pl.hub.weights import WeightsVerificationError
+    except ImportError:
+        return _USAGE_ERRORS
+    return (*_USAGE_ERRORS, WeightsVerificationError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``export`` or ``classify``; returns the exit status."""
     parser = build_parser()
@@ -136,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _export(args)
         return _classify(args)
-    except _USAGE_ERRORS as e:
+    except _usage_errors() as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         _err(str(message))
         return 2
@@ -172,6 +183,7 @@ def _export(args: argparse.Namespace) -> int:
             pretrained=True if args.pretrained else None,
             calibration_samples=args.calibration_samples,
             verify_samples=args.verify_samples,
+            benchmark_runs=args.benchmark_runs,
         )
     except ExportVerificationError as e:
         _err(str(e))

@@ -838,6 +838,27 @@ def export_onnx(
         notes=list(loaded.warnings),
     )
 
+    # Real data (verification / calibration), checked before any work is done.
+    real: _RealData | None = None
+    if verify_data is not None:
+        real = _as_real_data(verify_data, cfg, "test", verify_samples, "verify_data")
+    elif verify:
+        real = _auto_real_data(cfg, verify_samples)
+    calib: _RealData | None = None
+    if calibration_data is not None:
+        calib = _as_real_data(
+            calibration_data, cfg, "train", calibration_samples, "calibration_data"
+        )
+    if real is None and calib is not None and verify:
+        real = _RealData(calib.x, None, calib.description + " (calibration data)")
+        report.notes.append("no verify_data: checked on the calibration images (no labels)")
+    for data in (real, calib):
+        if data is not None and not dynamic_hw and tuple(data.x.shape[1:]) != shape:
+            raise ExportOptionError(
+                f"real images have shape {tuple(data.x.shape[1:])} but the export input is "
+                f"{shape}; preprocess them with resnet_pl.deploy.eval_transform(cfg)"
+            )
+
     # 1. BatchNorm folding, proven on the PyTorch side before anything is exported.
     to_export = reference
     if fold_batchnorm:
@@ -886,28 +907,7 @@ def export_onnx(
 
         report.bn_remaining = _finalize(fp32_path, meta_for("fp32"), dynamic_batch, dynamic_hw)
 
-        # 3. Real data (verification / calibration).
-        real: _RealData | None = None
-        if verify_data is not None:
-            real = _as_real_data(verify_data, cfg, "test", verify_samples, "verify_data")
-        elif verify:
-            real = _auto_real_data(cfg, verify_samples)
-        calib: _RealData | None = None
-        if calibration_data is not None:
-            calib = _as_real_data(
-                calibration_data, cfg, "train", calibration_samples, "calibration_data"
-            )
-        if real is None and calib is not None and verify:
-            real = _RealData(calib.x, None, calib.description + " (calibration data)")
-            report.notes.append("no verify_data: checked on the calibration images (no labels)")
-        for data in (real, calib):
-            if data is not None and not dynamic_hw and tuple(data.x.shape[1:]) != shape:
-                raise ExportOptionError(
-                    f"real images have shape {tuple(data.x.shape[1:])} but the export input is "
-                    f"{shape}; preprocess them with resnet_pl.deploy.eval_transform(cfg)"
-                )
-
-        # 4. Reduced precision.
+        # 3. Reduced precision.
         final_path = fp32_path
         if dtype == "fp16":
             final_path = Path(tmp) / "fp16.onnx"
@@ -920,7 +920,7 @@ def export_onnx(
         if final_path != fp32_path:
             report.bn_remaining = _finalize(final_path, meta_for(dtype), dynamic_batch, dynamic_hw)
 
-        # 5. Verification against the original (unfolded) PyTorch model.
+        # 4. Verification against the original (unfolded) PyTorch model.
         if verify:
             _verify(
                 report,

@@ -59,13 +59,12 @@ def _fmt_metric(entry: WeightsEntry, key: str) -> str:
 
 
 def _availability(entry: WeightsEntry) -> str:
-    from resnet_pl.hub.pretrained import cache_path
+    from resnet_pl.hub.pretrained import local_path
 
-    if entry.shipped_path is not None and entry.shipped_path.is_file():
-        return "shipped"
-    if cache_path(entry).is_file():
-        return "cached"
-    return "download"
+    found = local_path(entry)
+    if found is None:
+        return "download"
+    return "shipped" if found == entry.shipped_path else "cached"
 
 
 def cmd_list(args: argparse.Namespace) -> int:

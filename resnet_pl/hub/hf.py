@@ -175,22 +175,29 @@ def _fetch(
     from huggingface_hub import hf_hub_download
 
     repo = str(name_or_path)
-    config = hf_hub_download(
-        repo,
-        CONFIG_NAME,
-        revision=revision,
-        token=token,
-        library_name="resnet-pl",
-        library_version=package_version(),
-    )
-    weights = hf_hub_download(
-        repo,
-        WEIGHTS_NAME,
-        revision=revision,
-        token=token,
-        library_name="resnet-pl",
-        library_version=package_version(),
-    )
+    try:
+        config = hf_hub_download(
+            repo,
+            CONFIG_NAME,
+            revision=revision,
+            token=token,
+            library_name="resnet-pl",
+            library_version=package_version(),
+        )
+        weights = hf_hub_download(
+            repo,
+            WEIGHTS_NAME,
+            revision=revision,
+            token=token,
+            library_name="resnet-pl",
+            library_version=package_version(),
+        )
+    except Exception as err:  # not found, offline, no access: one clear line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileNotFoundError(
+            f"{repo!r} is not a local folder, and fetching it from the Hugging Face Hub failed: "
+            f"{first}"
+        ) from None
     return Path(str(config)), Path(str(weights))
 
 

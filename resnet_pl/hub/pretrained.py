@@ -559,9 +559,3 @@ def build_pretrained(
     cfg["arch_kwargs"] = structural_kwargs(options)
     model.pretrained_cfg = cfg  # type: ignore[assignment]
     return model
-
-
-def entry_for(name: str) -> WeightsEntry:
-    """The entry for a full ``arch.tag`` (or ``arch`` for its default tag)."""
-    arch, _, tag = name.partition(".")
-    return get_weights(arch, tag or None)

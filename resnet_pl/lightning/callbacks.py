@@ -45,3 +45,33 @@ class PlotCallback(L.Callback):
         names = getattr(pl_module, "class_names", [str(i) for i in range(len(matrix))])
         out = plot_confusion_matrix(matrix, names, folder / "confusion_matrix.png")
         log.info("confusion matrix: %s", out)
+
+
+class PredictionWriter(L.Callback):
+    """Writes ``predictions.csv`` (index, predicted class, its name, probability) after
+    ``resnet-pl predict``, next to the logs."""
+
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import csv
+
+        loop_outputs: Any = trainer.predict_loop.predictions
+        batches = (
+            loop_outputs[0] if loop_outputs and isinstance(loop_outputs[0], list) else loop_outputs
+        )
+        folder = _csv_dir(trainer) or Path(trainer.default_root_dir)
+        if not batches or not trainer.is_global_zero:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / "predictions.csv"
+        with open(out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["index", "class_index", "class_name", "probability"])
+            row = 0
+            for batch in batches:
+                probs = batch["probs"].max(dim=1).values.tolist()
+                for idx, name, p in zip(
+                    batch["indices"].tolist(), batch["names"], probs, strict=True
+                ):
+                    writer.writerow([row, idx, name, f"{p:.6f}"])
+                    row += 1
+        log.info("predictions: %s (%d rows)", out, row)

@@ -1,27 +1,93 @@
-"""Checkpoints that survive a crash: atomic writes and a frequent mid-epoch ``last`` file."""
+"""Checkpoints that survive a crash and that are safe to load.
+
+- :class:`AtomicCheckpointIO`: each checkpoint is written to a temporary file, fsynced and
+  renamed over the target, so a kill at any moment leaves the old file or the new one, never a
+  torn one; weights that are NaN/inf are never written; loading uses the restricted unpickler
+  (``weights_only=True``) unless the caller explicitly passes ``weights_only=False``.
+- :class:`StepCheckpoint`: a ``last_step.ckpt`` every N optimizer steps (mid-epoch).
+- :class:`RandomStateCallback`: the random number generators' states travel in the checkpoint,
+  so a resumed run draws the same augmentations and dropout masks as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from resnet_pl.lightning.errors import (
+    BadCheckpointError,
+    NonFiniteWeightsError,
+    UntrustedCheckpointError,
+    explain_unsafe_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where directories cannot be
+    opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _first_non_finite(state: dict[str, Any]) -> str | None:
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            if not bool(torch.isfinite(value).all()):
+                return key
+    return None
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temporary file in the same folder, fsync it, then rename it
-    over the target. A kill at any moment leaves either the old file or the new one, never a
-    truncated one (a rename within one filesystem is atomic on POSIX and Windows)."""
+    """Atomic, finite-only writes and restricted (``weights_only``) reads.
+
+    Writing: a temporary file in the target's folder, ``fsync``, then ``os.replace`` over the
+    target (atomic within one filesystem on POSIX and Windows) and an ``fsync`` of the folder.
+    Temporary files left by a process killed mid-write are removed by the next save of the same
+    target. A checkpoint whose ``state_dict`` holds NaN/inf is refused with
+    :class:`NonFiniteWeightsError` before anything is written.
+
+    Reading: ``weights_only=None`` (Lightning's default) means ``True`` here, whatever
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says; a file the restricted unpickler refuses raises
+    :class:`UntrustedCheckpointError` explaining the opt-in (``--weights_only false``).
+    """
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
         target = Path(path)
+        bad = _first_non_finite(checkpoint.get("state_dict", {}))
+        if bad is not None:
+            raise NonFiniteWeightsError(
+                f"weights are not finite ({bad} holds NaN/inf) at global step "
+                f"{checkpoint.get('global_step', '?')} (epoch {checkpoint.get('epoch', '?')}); "
+                f"{target.name} was not written, so the last good checkpoint in {target.parent} "
+                f"is kept. Lower the learning rate or use gradient clipping "
+                f"(--trainer.gradient_clip_val), then resume from it."
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):
+            stale.unlink(missing_ok=True)  # left by a writer killed mid-save
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -32,6 +98,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _fsync_dir(target.parent)
+
+    def load_checkpoint(
+        self,
+        path: str | Path,
+        map_location: Any | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        safe = weights_only is not False
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=safe)
+        except pickle.UnpicklingError as err:
+            if not safe:
+                raise
+            message = explain_unsafe_checkpoint(path, err, "--weights_only false")
+            raise UntrustedCheckpointError(message) from None
+        except (RuntimeError, EOFError) as err:  # torch's "failed finding central directory"...
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise BadCheckpointError(
+                f"checkpoint {path} is truncated or not a PyTorch checkpoint ({first}); use an "
+                f"intact copy (a killed save never replaces last.ckpt with a partial file)"
+            ) from None
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -49,3 +137,75 @@ class StepCheckpoint(ModelCheckpoint):
             every_n_train_steps=every_n_train_steps,
             save_on_train_epoch_end=False,
         )
+
+
+class RandomStateCallback(L.Callback):
+    """Saves the states of torch's (CPU and CUDA), numpy's and Python's global generators in
+    each checkpoint and restores them when training resumes.
+
+    They are restored at ``on_train_start``, after everything a resumed run does before its
+    first step (sanity validation, building loaders) and before the first batch is augmented,
+    so the draws continue exactly where the checkpointed run stopped. States are stored as
+    tensors and plain values, so checkpoints still load with ``weights_only=True``.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        np_state = np.random.get_state()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": {
+                "name": str(np_state[0]),
+                "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+                "pos": int(np_state[2]),
+                "has_gauss": int(np_state[3]),
+                "cached_gaussian": float(np_state[4]),
+            },
+            "python": _python_state_to_plain(random.getstate()),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        np_state = state["numpy"]
+        np.random.set_state(
+            (
+                np_state["name"],
+                np_state["keys"].numpy().astype(np.uint32),
+                np_state["pos"],
+                np_state["has_gauss"],
+                np_state["cached_gaussian"],
+            )
+        )
+        random.setstate(_python_state_from_plain(state["python"]))
+        cuda = state.get("cuda")
+        if cuda is not None and torch.cuda.is_available():
+            if len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
+            else:
+                log.warning(
+                    "checkpoint has CUDA generator states for %d devices, this machine has %d: "
+                    "CUDA random draws will differ from the interrupted run",
+                    len(cuda),
+                    torch.cuda.device_count(),
+                )
+
+
+def _python_state_to_plain(state: tuple[Any, ...]) -> list[Any]:
+    version, internal, gauss = state
+    return [int(version), list(internal), gauss]
+
+
+def _python_state_from_plain(state: list[Any]) -> tuple[Any, ...]:
+    version, internal, gauss = state
+    return (int(version), tuple(int(v) for v in internal), gauss)

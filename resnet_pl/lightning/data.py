@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +26,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from resnet_pl.lightning.augment import batch_augment
+from resnet_pl.lightning.errors import BadDataError, ConfigError, DataNotFoundError
+from resnet_pl.lightning.sampling import ResumableDataLoader
 
 log = logging.getLogger(__name__)
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A dataset's files are missing; the message names the paths tried and how to get them."""
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,20 @@ DATASETS = (*SPECS, "imagefolder")
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST's format), gzipped or not, into a numpy array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:  # type: ignore[operator]
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:  # type: ignore[operator]
+            data = f.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise BadDataError(f"{path} is a corrupt or truncated gzip file ({err})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+        raise BadDataError(f"{path} is not an unsigned-byte IDX file (corrupt or wrong file)")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise BadDataError(f"{path} is truncated inside its IDX header")
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(dims)):
-        raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values")
+        raise BadDataError(f"{path} is truncated: expected {int(np.prod(dims))} values")
     return array.reshape(dims)
 
 
@@ -127,7 +132,7 @@ def load_idx_dataset(dataset: str, split: str, data_dir: Path | None) -> tuple[T
                 x = torch.from_numpy(read_idx(images).copy()).unsqueeze(1)
                 y = torch.from_numpy(read_idx(labels).astype(np.int64))
                 if len(x) != len(y):
-                    raise ValueError(f"{images} and {labels} hold different numbers of items")
+                    raise BadDataError(f"{images} and {labels} hold different numbers of items")
                 return x, y
     hint = (
         "install the Debian package (apt-get install dataset-fashion-mnist), "
@@ -203,6 +208,25 @@ class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
         return TensorImageDataset(self.images[:n], self.labels[:n])
 
 
+def _check_norm(
+    dataset: str, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> None:
+    """Normalisation overrides: one value per channel, positive standard deviations."""
+    chans = SPECS[dataset].in_chans if dataset in SPECS else None
+    for name, values in (("norm_mean", mean), ("norm_std", std)):
+        if values is None:
+            continue
+        if chans is not None and len(values) != chans:
+            raise ConfigError(
+                f"{name} needs {chans} value(s) for {dataset} ({chans}-channel images), "
+                f"got {list(values)}"
+            )
+        if not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"{name} values must be finite, got {list(values)}")
+    if std is not None and any(v <= 0 for v in std):
+        raise ConfigError(f"norm_std values must be positive, got {list(std)}")
+
+
 def _collate_batch(batch: Any) -> Any:
     """Batches from ``__getitems__`` arrive already stacked; per-item lists are stacked here."""
     if isinstance(batch, tuple):
@@ -275,22 +299,36 @@ class ImageDataModule(L.LightningDataModule):
 
             close = difflib.get_close_matches(dataset, DATASETS, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(
+            raise ConfigError(
                 f"unknown dataset {dataset!r}.{hint} Choose one of {', '.join(DATASETS)}."
             )
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if augment not in ("standard", "none"):
-            raise ValueError(f"augment must be 'standard' or 'none', got {augment!r}")
+            raise ConfigError(f"augment must be 'standard' or 'none', got {augment!r}")
         if bad_files not in ("skip", "error"):
-            raise ValueError(f"bad_files must be 'skip' or 'error', got {bad_files!r}")
+            raise ConfigError(f"bad_files must be 'skip' or 'error', got {bad_files!r}")
         if not 0.0 <= random_erasing <= 1.0:
-            raise ValueError(f"random_erasing must be a probability, got {random_erasing}")
+            raise ConfigError(f"random_erasing must be a probability, got {random_erasing}")
+        for name, value in (
+            ("image_size", image_size),
+            ("train_subset", train_subset),
+            ("val_subset", val_subset),
+            ("test_subset", test_subset),
+            ("fake_size", fake_size),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+            raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        if crop_padding < 0:
+            raise ConfigError(f"crop_padding must be >= 0, got {crop_padding}")
+        _check_norm(dataset, norm_mean, norm_std)
         if dataset == "imagefolder" and data_dir is None:
-            raise ValueError("dataset 'imagefolder' needs data_dir (a folder with train/ inside)")
+            raise ConfigError("dataset 'imagefolder' needs data_dir (a folder with train/ inside)")
         self.save_hyperparameters()
         self.dataset = dataset
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
@@ -426,16 +464,40 @@ class ImageDataModule(L.LightningDataModule):
         if workers is None:
             workers = 0 if self.dataset != "imagefolder" else min(8, os.cpu_count() or 1)
         train = split == "train"
+        common: dict[str, Any] = {
+            "num_workers": workers,
+            "pin_memory": torch.cuda.is_available(),
+            "persistent_workers": workers > 0,
+            "collate_fn": _collate_batch if isinstance(ds, TensorImageDataset) else None,
+        }
+        seed = self.hparams["seed"]
+        if train and self._resumable_training():
+            # Shuffled by (seed, epoch), position saved in checkpoints: exact mid-epoch resume.
+            return ResumableDataLoader(
+                ds,
+                self.batch_size,
+                seed=seed,
+                drop_last=len(ds) > self.batch_size,  # type: ignore[arg-type]
+                **common,
+            )
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             drop_last=train and len(ds) > self.batch_size,  # type: ignore[arg-type]
-            num_workers=workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-            collate_fn=_collate_batch if isinstance(ds, TensorImageDataset) else None,
+            # Own generator: iterating a loader never draws from (or shifts) the global RNG.
+            generator=torch.Generator().manual_seed(seed),
+            **common,
         )
+
+    def _resumable_training(self) -> bool:
+        """Single-process training uses :class:`ResumableDataLoader`. Under DDP Lightning
+        swaps in a ``DistributedSampler`` (shuffled by seed and epoch, but restarting its epoch
+        on resume), and ``overfit_batches`` swaps in a sequential one."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        return trainer.world_size == 1 and not trainer.overfit_batches
 
     def train_dataloader(self) -> DataLoader[Any]:
         return self._loader(self.train_set, "train", self.hparams["train_subset"])

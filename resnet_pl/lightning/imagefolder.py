@@ -1,10 +1,15 @@
 """A user's own images: ``root/{train,val,test}/<class>/<image>``, checked before training.
 
 Bad-file policy (``bad_files``):
-- ``"skip"``: unreadable or truncated images, decompression bombs and empty class folders are
-  left out; the count and the file list go to the log (and to ``skipped_files``).
-- ``"error"``: the first such file stops setup with an error naming it.
-Files whose extension is not an image's are ignored (and counted in the log).
+- ``"skip"``: unreadable or truncated images, decompression bombs (more pixels than Pillow's
+  ``Image.MAX_IMAGE_PIXELS``) and empty class folders are left out; the count and the file list
+  go to the log as one warning (and to ``info["skipped_files"]``). An empty *training* class
+  folder is not a class at all (it would be an output the model can never learn).
+- ``"error"``: the first such file or folder stops setup with :class:`BadImageError` naming it.
+Files whose extension is not an image's are ignored (and counted in the log). Every image is
+decoded once during setup, so a bad file is found before training starts, not hours into it.
+Unusual modes are converted, not refused: CMYK, palette, RGBA/LA/PA (alpha composited on
+black), 16-bit and 32-bit integer, float.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from resnet_pl.lightning.errors import BadDataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ IMAGE_EXTENSIONS = {
 }
 
 
-class BadImageError(ValueError):
+class BadImageError(BadDataError):
     """An image file that cannot be used; the message names the file and the reason."""
 
 
@@ -55,7 +62,7 @@ def open_image(path: Path, mode: str = "RGB") -> Image.Image:
                 if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                     import numpy as np
 
-                    arr = np.asarray(img, dtype=np.float64)
+                    arr = np.asarray(img, dtype=np.float32)
                     peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
                     img = Image.fromarray((arr / peak * 255).round().astype("uint8"), mode="L")
                 elif img.mode == "F":
@@ -73,6 +80,7 @@ def open_image(path: Path, mode: str = "RGB") -> Image.Image:
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
         ValueError,
+        EOFError,
         SyntaxError,  # raised by some Pillow plugins on malformed headers
     ) as err:
         reason = type(err).__name__ + (f": {err}" if str(err) else "")
@@ -98,12 +106,12 @@ def _list_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
 def scan_image_folder(root: Path) -> dict[str, Any]:
     """List the splits and classes of ``root``; raise a clear error when it is not usable."""
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"image folder {root} does not exist; expected {root}/train/<class>/<images>"
         )
     train_dir = root / "train"
     if not train_dir.is_dir():
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"{root} has no train/ folder; expected {root}/train/<class>/<images> "
             f"(and optionally val/ and test/ beside it)"
         )
@@ -113,12 +121,23 @@ def scan_image_folder(root: Path) -> dict[str, Any]:
         if (root / split).is_dir():
             splits[split], n = _list_split(root / split)
             ignored += n
-    classes = sorted(splits["train"])
+    # An empty training folder is not a class: the model could never learn to predict it.
+    classes = sorted(c for c, files in splits["train"].items() if files)
+    empty = sorted(c for c, files in splits["train"].items() if not files)
     if not classes:
-        raise FileNotFoundError(f"{train_dir} holds no class folders")
+        raise DataNotFoundError(
+            f"{train_dir} holds no class folders with images; expected "
+            f"{train_dir}/<class>/<images> with extensions {sorted(IMAGE_EXTENSIONS)}"
+        )
     if ignored:
         log.info("ignored %d non-image files under %s", ignored, root)
-    return {"root": root, "classes": classes, "splits": splits, "ignored": ignored}
+    return {
+        "root": root,
+        "classes": classes,
+        "empty_classes": empty,
+        "splits": splits,
+        "ignored": ignored,
+    }
 
 
 class ImageFileDataset(Dataset[tuple[Tensor, int]]):
@@ -169,6 +188,7 @@ def build_folder_datasets(
     from torchvision.transforms import v2
 
     classes: list[str] = info["classes"]
+    empty_train: list[str] = info.get("empty_classes", [])
     index = {c: i for i, c in enumerate(classes)}
     skipped: list[str] = []
 
@@ -178,10 +198,25 @@ def build_folder_datasets(
             return []
         out = []
         for cls, files in per_class.items():
+            if split == "train" and cls in empty_train:
+                message = f"class folder {info['root']}/train/{cls} is empty"
+                if bad_files == "error":
+                    raise BadImageError(
+                        f"{message}; add images or remove the folder (or use "
+                        f"--data.bad_files skip to leave it out)"
+                    )
+                skipped.append(message + " (not used as a class)")
+                continue
             if cls not in index:
-                raise ValueError(
-                    f"class folder {split}/{cls} has no counterpart in train/; every split "
-                    f"must use the training classes {classes}"
+                if cls in empty_train and bad_files == "skip":
+                    skipped.append(
+                        f"{len(files)} file(s) of {info['root']}/{split}/{cls} (no training "
+                        f"images for that class)"
+                    )
+                    continue
+                raise BadDataError(
+                    f"class folder {split}/{cls} has no counterpart with images in train/; "
+                    f"every split must use the training classes {classes}"
                 )
             if not files:
                 message = f"class folder {info['root']}/{split}/{cls} is empty"
@@ -195,7 +230,10 @@ def build_folder_datasets(
     val = samples("val")
     test = samples("test")
     if not train:
-        raise FileNotFoundError(f"no readable training images under {info['root']}/train")
+        raise DataNotFoundError(
+            f"no readable training images under {info['root']}/train "
+            f"({len(skipped)} bad file(s) or empty folder(s) skipped)"
+        )
     if not val and val_fraction > 0:
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(train), generator=g).tolist()

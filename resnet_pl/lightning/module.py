@@ -18,6 +18,7 @@ rebuilds the model with no arguments.
 from __future__ import annotations
 
 import math
+import pickle
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -33,16 +34,19 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from resnet_pl.lightning.errors import (
+    ConfigError,
+    NonFiniteLossError,
+    UntrustedCheckpointError,
+    explain_unsafe_checkpoint,
+)
 from resnet_pl.models import create_model
+from resnet_pl.models.registry import get_builder, split_name
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["cosine", "onecycle", "step", "none"]
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "none")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the message names the step and batch."""
 
 
 class ResNetClassifier(L.LightningModule):
@@ -109,6 +113,8 @@ class ResNetClassifier(L.LightningModule):
         super().__init__()
         _check_hparams(optimizer, lr, weight_decay, scheduler, num_classes, in_chans,
                        label_smoothing, mixup_alpha, cutmix_alpha, backbone_lr_scale)  # fmt: skip
+        if model is None:
+            _check_arch(arch)
         # Plain values only: the module passed as ``model`` is never pickled into hparams.
         self.save_hyperparameters(ignore=["model"])
         if model is not None:
@@ -297,14 +303,14 @@ class ResNetClassifier(L.LightningModule):
             return
         n_data = getattr(dm, "num_classes", None)
         if n_data is not None and n_data != self.hparams["num_classes"]:
-            raise ValueError(
+            raise ConfigError(
                 f"the model has num_classes={self.hparams['num_classes']} but the dataset "
                 f"{getattr(dm, 'dataset', '')!r} has {n_data} classes; set model num_classes "
                 f"to {n_data} (the resnet-pl CLI links it from the data automatically)"
             )
         c_data = getattr(dm, "in_chans", None)
         if c_data is not None and c_data != self.hparams["in_chans"]:
-            raise ValueError(
+            raise ConfigError(
                 f"the model expects in_chans={self.hparams['in_chans']} but the dataset has "
                 f"{c_data}-channel images; set model in_chans to {c_data}"
             )
@@ -349,6 +355,36 @@ class ResNetClassifier(L.LightningModule):
         return {id(p) for p in head.parameters()} if head is not None else set()
 
     # ---- checkpoints ------------------------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool | None = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Lightning's ``load_from_checkpoint``, safe by default: the file is read with the
+        restricted unpickler (``weights_only=True``, which resnet-pl checkpoints satisfy). A file
+        that needs a full unpickle raises :class:`UntrustedCheckpointError`; pass
+        ``weights_only=False`` only for a file from a source you trust."""
+        safe = weights_only is not False
+        try:
+            return super().load_from_checkpoint(
+                checkpoint_path,
+                map_location=map_location,
+                hparams_file=hparams_file,
+                strict=strict,
+                weights_only=safe,
+                **kwargs,
+            )
+        except pickle.UnpicklingError as err:
+            if not safe or isinstance(err, UntrustedCheckpointError):
+                raise
+            message = explain_unsafe_checkpoint(checkpoint_path, err, "weights_only=False")
+            raise UntrustedCheckpointError(message) from None
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fine-tuning to a new head: ``load_from_checkpoint(path, num_classes=5)`` keeps the
         backbone and re-initialises the classifier, with a warning (never a blanket
@@ -404,6 +440,14 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower() or "class"
 
 
+def _check_arch(arch: str) -> None:
+    """An unknown architecture name fails here, naming close matches."""
+    try:
+        get_builder(split_name(arch)[0])
+    except ValueError as err:  # UnknownModelError
+        raise ConfigError(str(err)) from None
+
+
 def _check_hparams(
     optimizer: str,
     lr: float,
@@ -418,20 +462,20 @@ def _check_hparams(
 ) -> None:
     """Bad configuration fails here, before any data is read or step is run."""
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if scheduler not in SCHEDULES:
-        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULES)}")
-    if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULES)}")
+    if isinstance(lr, bool) or not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
     if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     if not isinstance(in_chans, int) or in_chans < 1:
-        raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
+        raise ConfigError(f"in_chans must be a positive integer, got {in_chans!r}")
     if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     if mixup_alpha < 0 or cutmix_alpha < 0:
-        raise ValueError("mixup_alpha and cutmix_alpha must be >= 0")
+        raise ConfigError("mixup_alpha and cutmix_alpha must be >= 0")
     if backbone_lr_scale < 0:
-        raise ValueError(f"backbone_lr_scale must be >= 0, got {backbone_lr_scale}")
+        raise ConfigError(f"backbone_lr_scale must be >= 0, got {backbone_lr_scale}")

@@ -1,0 +1,55 @@
+"""Errors the training side raises on purpose: each message names the problem and the fix.
+
+``resnet-pl`` prints these as one line (``resnet-pl: error: ...``) instead of a traceback; any
+other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+
+class ConfigError(ValueError):
+    """A bad option (name, value, or output folder), found before any training step runs."""
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset's files are missing; the message names the paths tried and how to get them."""
+
+
+class BadDataError(ValueError):
+    """Data files that exist but cannot be used (corrupt, truncated, inconsistent); the
+    message names the file."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step and batch."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """A checkpoint about to be written holds NaN/inf weights; it is not written, so the last
+    good checkpoint stays in place."""
+
+
+class BadCheckpointError(ValueError):
+    """A checkpoint file that is truncated, empty or not a PyTorch checkpoint at all."""
+
+
+class UntrustedCheckpointError(pickle.UnpicklingError):
+    """A checkpoint that ``torch.load(weights_only=True)`` refuses: it holds objects whose
+    unpickling could run code. Loading it needs an explicit opt-in for trusted files."""
+
+
+def explain_unsafe_checkpoint(path: object, err: BaseException, opt_in: str) -> str:
+    """The message for a checkpoint refused by the restricted unpickler: what was refused, why,
+    and the opt-in (``opt_in``) for a file the user trusts."""
+    text = str(err).strip()
+    # torch's message is long; its useful part is the line naming the refused global.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln), lines[0] if lines else "")
+    return (
+        f"refused to load checkpoint {path}: it holds objects that only a full unpickle can "
+        f"rebuild, and unpickling can run arbitrary code ({detail}). resnet-pl checkpoints hold "
+        f"only tensors and plain values, so this file was not written by resnet-pl or was "
+        f"altered. If you trust its source, load it with {opt_in}."
+    )
