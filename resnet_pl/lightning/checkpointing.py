@@ -52,9 +52,9 @@ def _fsync_dir(folder: Path) -> None:
 
 def _first_non_finite(state: dict[str, Any]) -> str | None:
     for key, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            if not bool(torch.isfinite(value).all()):
-                return key
+        floating = isinstance(value, torch.Tensor) and value.is_floating_point()
+        if floating and not bool(torch.isfinite(value).all()):
+            return key
     return None
 
 
@@ -153,7 +153,7 @@ class RandomStateCallback(L.Callback):
         self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        np_state = np.random.get_state()
+        np_state: Any = np.random.get_state(legacy=True)
         state: dict[str, Any] = {
             "torch": torch.get_rng_state(),
             "numpy": {

@@ -208,9 +208,7 @@ class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
         return TensorImageDataset(self.images[:n], self.labels[:n])
 
 
-def _check_norm(
-    dataset: str, mean: Sequence[float] | None, std: Sequence[float] | None
-) -> None:
+def _check_norm(dataset: str, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
     """Normalisation overrides: one value per channel, positive standard deviations."""
     chans = SPECS[dataset].in_chans if dataset in SPECS else None
     for name, values in (("norm_mean", mean), ("norm_std", std)):
@@ -494,10 +492,10 @@ class ImageDataModule(L.LightningDataModule):
         """Single-process training uses :class:`ResumableDataLoader`. Under DDP Lightning
         swaps in a ``DistributedSampler`` (shuffled by seed and epoch, but restarting its epoch
         on resume), and ``overfit_batches`` swaps in a sequential one."""
-        trainer = self._trainer
+        trainer = self.trainer
         if trainer is None:
             return True
-        return trainer.world_size == 1 and not trainer.overfit_batches
+        return trainer.world_size == 1 and not getattr(trainer, "overfit_batches", 0)
 
     def train_dataloader(self) -> DataLoader[Any]:
         return self._loader(self.train_set, "train", self.hparams["train_subset"])

@@ -46,7 +46,8 @@ def explain_unsafe_checkpoint(path: object, err: BaseException, opt_in: str) -> 
     text = str(err).strip()
     # torch's message is long; its useful part is the line naming the refused global.
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    detail = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln), lines[0] if lines else "")
+    named = [ln for ln in lines if "GLOBAL" in ln.upper()]
+    detail = (named or lines or [type(err).__name__])[0]
     return (
         f"refused to load checkpoint {path}: it holds objects that only a full unpickle can "
         f"rebuild, and unpickling can run arbitrary code ({detail}). resnet-pl checkpoints hold "

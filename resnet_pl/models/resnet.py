@@ -115,7 +115,9 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(self.drop_path(out) + identity)
+        out = self.drop_path(out)
+        out += identity  # in place, as torchvision: saves one activation-sized allocation
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -153,7 +155,9 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(self.drop_path(out) + identity)
+        out = self.drop_path(out)
+        out += identity  # in place, as torchvision: saves one activation-sized allocation
+        return self.relu(out)
 
 
 class PreActBasicBlock(nn.Module):
@@ -188,7 +192,9 @@ class PreActBasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(pre)
         out = self.conv1(pre)
         out = self.conv2(self.relu(self.bn2(out)))
-        return self.drop_path(out) + identity
+        out = self.drop_path(out)
+        out += identity
+        return out
 
 
 class PreActBottleneck(nn.Module):
@@ -224,7 +230,9 @@ class PreActBottleneck(nn.Module):
         out = self.conv1(pre)
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.relu(self.bn3(out)))
-        return self.drop_path(out) + identity
+        out = self.drop_path(out)
+        out += identity
+        return out
 
 
 Block = BasicBlock | Bottleneck | PreActBasicBlock | PreActBottleneck
