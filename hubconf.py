@@ -42,11 +42,16 @@ def _describe_weights(arch: str) -> list[str]:
             if entry.shipped_path
             else f"downloaded on first use from {entry.url or entry.hf_hub_id}"
         )
+        try:
+            preprocessing = (
+                f"input {tuple(cfg['input_size'])}, mean {tuple(cfg['mean'])}, std "
+                f"{tuple(cfg['std'])}, {cfg['interpolation']} resize, crop_pct {cfg['crop_pct']}"
+            )
+        except (TypeError, KeyError):  # a malformed third-party record must not break import
+            preprocessing = "preprocessing not recorded"
         lines += [
             f"    {entry.tag}{default}: {acc}.",
-            f"        input {tuple(cfg['input_size'])}, mean {tuple(cfg['mean'])}, std "
-            f"{tuple(cfg['std'])}, {cfg['interpolation']} resize, crop_pct {cfg['crop_pct']}; "
-            f"{cfg.get('num_classes')} classes; {where}.",
+            f"        {preprocessing}; {cfg.get('num_classes')} classes; {where}.",
         ]
     return lines
 

@@ -14,14 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from resnet_pl.lightning.callbacks import PlotCallback, PredictionWriter
 from resnet_pl.lightning.checkpointing import (
     AtomicCheckpointIO,
-    RandomStateCallback,
+    BestAndLastCheckpoint,
+    ExactResumeCallback,
     StepCheckpoint,
 )
 from resnet_pl.lightning.data import ImageDataModule
@@ -32,6 +33,7 @@ from resnet_pl.lightning.errors import (
     DataNotFoundError,
     NonFiniteLossError,
     UntrustedCheckpointError,
+    checkpoint_load_error,
 )
 from resnet_pl.lightning.module import ResNetClassifier
 
@@ -54,8 +56,10 @@ example:
 
 class ResNetCLI(LightningCLI):
     """LightningCLI with resnet-pl's defaults: the data's class count and channels linked to the
-    model, best + last + mid-epoch checkpoints written atomically, CSV and TensorBoard logs in
-    one run folder, a rich progress bar and PNG plots."""
+    model, best + last + mid-epoch checkpoints written atomically, exact resume with
+    ``--ckpt_path last``, ``--ckpt_path`` files read with ``weights_only=True`` unless
+    ``--weights_only false``, unwritable run folders refused up front, CSV and TensorBoard logs
+    in one run folder, a rich progress bar and PNG plots."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -75,7 +79,7 @@ class ResNetCLI(LightningCLI):
             default=200,
             help="also save last_step.ckpt every N optimizer steps (0: only at validation)",
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val_acc",
@@ -86,6 +90,31 @@ class ResNetCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads ``--ckpt_path``'s hyperparameters before anything else, always
+        with ``weights_only=True``: a missing, torn or untrusted file then fails as one line
+        here, and ``--weights_only false`` (a file the user trusts) skips that early read --
+        the model is built from the command line and the trainer loads the file fully."""
+        subcommand = self.config.get("subcommand")
+        cfg = self.config[subcommand] if subcommand else {}
+        path = cfg.get("ckpt_path")
+        if path is None:
+            return
+        special = path in ("last", "best", "hpc", "registry") or "://" in str(path)
+        if not special and not Path(path).is_file():
+            raise ConfigError(f"--ckpt_path {path} does not exist (or is not a file)")
+        from jsonargparse import ArgumentError
+
+        try:
+            super()._parse_ckpt_path()
+        except ArgumentError:  # the file loaded; its hyperparameters do not fit the options
+            raise
+        except Exception as err:  # torch.load of arbitrary bytes can raise almost anything
+            error = checkpoint_load_error(path, err, "--weights_only false")
+            if cfg.get("weights_only") is False and isinstance(error, UntrustedCheckpointError):
+                return
+            raise error from None
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -111,7 +140,7 @@ class ResNetCLI(LightningCLI):
             extra.append(RichProgressBar())
         every = cfg["checkpoint_every_n_steps"]
         if self.subcommand == "fit":
-            extra.append(RandomStateCallback())
+            extra.append(ExactResumeCallback())
             if every and every > 0:
                 extra.append(StepCheckpoint(cfg["checkpoint"]["dirpath"], every))
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": extra}
@@ -160,9 +189,11 @@ def cli_main(
     model_class: type[ResNetClassifier] = ResNetClassifier,
     datamodule_class: type[ImageDataModule] = ImageDataModule,
     run: bool = True,
+    exit_on_error: bool = True,
 ) -> ResNetCLI:
     """Run the Lightning part of the CLI; tests and user projects call this with ``args``
-    (and their own subclasses)."""
+    (and their own subclasses). ``exit_on_error=False`` raises ``jsonargparse.ArgumentError``
+    for a bad option instead of printing the usage and exiting."""
     return ResNetCLI(
         model_class,
         datamodule_class,
@@ -171,6 +202,7 @@ def cli_main(
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
+        parser_kwargs={"prog": "resnet-pl", "exit_on_error": exit_on_error},
     )
 
 
@@ -201,11 +233,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _lightning_main(argv: list[str]) -> int:
-    """Run a Lightning subcommand; our own errors become ``resnet-pl: error: ...`` (exit 2
-    for bad input, 1 for a training fault such as a NaN loss). Argument errors are reported by
-    jsonargparse itself (usage + error, exit 2)."""
+    """Run a Lightning subcommand. A bad option or one of our own errors becomes one line,
+    ``resnet-pl: error: ...``, instead of a page of usage or a traceback: exit 2 for bad
+    input, 1 for a training fault such as a NaN loss."""
+    from jsonargparse import ArgumentError
+
     try:
-        cli_main(argv)
+        cli_main(argv, exit_on_error=False)
+    except ArgumentError as err:
+        message = " ".join(str(err).split())
+        print(
+            f"resnet-pl: error: {message} (resnet-pl {argv[0]} --help lists the options)",
+            file=sys.stderr,
+        )
+        return 2
     except _user_errors() as err:
         message = " ".join(str(err).split())  # one line
         print(f"resnet-pl: error: {message}", file=sys.stderr)

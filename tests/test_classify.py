@@ -293,6 +293,23 @@ def test_lossless_variants_reproduce_source_pixels(
         assert np.array_equal(got, images[image_dir["source"][name]]), name
 
 
+def test_runtime_api(model_files: dict[str, Any], fm_images: tuple[np.ndarray, np.ndarray]) -> None:
+    """OnnxClassifier configures itself from the file's metadata alone and agrees with
+    TorchClassifier on PIL images in any mode."""
+    from resnet_pl.deploy.runtime import OnnxClassifier, TorchClassifier
+
+    onnx_clf = OnnxClassifier(model_files["onnx"])
+    torch_clf = TorchClassifier(model_files["ckpt"])
+    assert onnx_clf.class_names == FASHION_CLASSES == torch_clf.class_names
+    assert onnx_clf.cfg["input_size"] == (1, 28, 28) and onnx_clf.cfg["mean"] == (0.286,)
+    images, _ = fm_images
+    pil = [Image.fromarray(im, "L").convert("RGB") for im in images]  # converted back to L
+    a, b = onnx_clf.predict(pil, top_k=2), torch_clf.predict(pil, top_k=2)
+    assert [p.labels for p in a] == [p.labels for p in b]
+    assert all(len(p.indices) == 2 and p.probs[0] >= p.probs[1] for p in a)
+    assert np.allclose([p.prob for p in a], [p.prob for p in b], atol=1e-5)
+
+
 def test_all_good_files_exit_zero_csv_on_stdout(
     image_dir: dict[str, Any], model_files: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--static-batch", action="store_true", help="fixed batch axis (default dynamic)"
     )
     ex.add_argument("--dynamic-hw", action="store_true", help="symbolic height/width too")
-    ex.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm nodes")
+    ex.add_argument(
+        "--no-fold-bn", action="store_true", help="skip folding BatchNorm into convolutions"
+    )
     ex.add_argument("--dtype", default="fp32", help="fp32 (default), fp16 or int8")
     ex.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "torchscript"])
     ex.add_argument(

@@ -473,8 +473,31 @@ def _convert_fp16(src: Path, dst: Path) -> str:
     model = onnx.load(str(src))
     with _quiet():
         converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    _toposort(converted.graph)  # onnxruntime's copy appends the input casts at the end
     onnx.save(converted, str(dst))
     return converter
+
+
+def _toposort(graph: Any) -> None:
+    """Reorder ``graph.node`` so every node comes after the producers of its inputs (the
+    checker requires it)."""
+    onnx, _ = _require_onnx()
+    available = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = [onnx.NodeProto() for _ in graph.node]
+    for copy_, node in zip(pending, graph.node, strict=True):
+        copy_.CopyFrom(node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ExportError("fp16 conversion produced a graph with unresolvable inputs")
+        for node in ready:
+            available.update(node.output)
+        ordered += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def _quantize_int8(src: Path, dst: Path, batches: list[np.ndarray]) -> str:

@@ -182,7 +182,14 @@ class OnnxClassifier(Classifier):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX file {self.path} does not exist")
-        self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"{self.path} is not a loadable ONNX model ({first}); re-export it with "
+                "resnet-pl export"
+            ) from None
         meta = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.metadata = meta
         inp = self.session.get_inputs()[0]

@@ -91,8 +91,9 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
             f"{path} cannot be loaded safely (weights_only=True refused it: {first}); only "
             "checkpoints holding plain tensors and values are accepted"
         ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {e}") from None
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}".strip()
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
     if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
         raise CheckpointError(
             f"{path} has no 'state_dict': expected a Lightning checkpoint saved by resnet-pl"

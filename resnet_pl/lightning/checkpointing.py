@@ -4,18 +4,20 @@
   renamed over the target, so a kill at any moment leaves the old file or the new one, never a
   torn one; weights that are NaN/inf are never written; loading uses the restricted unpickler
   (``weights_only=True``) unless the caller explicitly passes ``weights_only=False``.
+- :class:`BestAndLastCheckpoint`: best-k files plus a ``last.ckpt`` that is always the latest.
 - :class:`StepCheckpoint`: a ``last_step.ckpt`` every N optimizer steps (mid-epoch).
-- :class:`RandomStateCallback`: the random number generators' states travel in the checkpoint,
-  so a resumed run draws the same augmentations and dropout masks as an uninterrupted one.
+- :class:`ExactResumeCallback`: what Lightning does not restore by itself. The random number
+  generators' states travel in the checkpoint (so a resumed run draws the same augmentations and
+  dropout masks as an uninterrupted one), and the training loader's saved position is applied
+  even when ``configure_optimizers`` built the loader early.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import random
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from resnet_pl.lightning.errors import (
-    BadCheckpointError,
-    NonFiniteWeightsError,
-    UntrustedCheckpointError,
-    explain_unsafe_checkpoint,
-)
+from resnet_pl.lightning.errors import NonFiniteWeightsError, checkpoint_load_error
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +85,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target.parent.mkdir(parents=True, exist_ok=True)
         for stale in target.parent.glob(f".{target.name}.*.tmp"):
             stale.unlink(missing_ok=True)  # left by a writer killed mid-save
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        # os.open rather than mkstemp: the file gets the usual permissions (0666 & ~umask),
+        # not mkstemp's 0600, so a checkpoint is as readable as any other file the user writes.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save(checkpoint, f)
@@ -96,7 +96,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(f.fileno())
             os.replace(tmp, target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         _fsync_dir(target.parent)
 
@@ -109,17 +109,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         safe = weights_only is not False
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=safe)
-        except pickle.UnpicklingError as err:
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # torch.load of arbitrary bytes can raise almost anything
             if not safe:
                 raise
-            message = explain_unsafe_checkpoint(path, err, "--weights_only false")
-            raise UntrustedCheckpointError(message) from None
-        except (RuntimeError, EOFError) as err:  # torch's "failed finding central directory"...
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise BadCheckpointError(
-                f"checkpoint {path} is truncated or not a PyTorch checkpoint ({first}); use an "
-                f"intact copy (a killed save never replaces last.ckpt with a partial file)"
-            ) from None
+            raise checkpoint_load_error(path, err, "--weights_only false") from None
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` really is the last state.
+
+    Since Lightning 2.6 a monitoring ``ModelCheckpoint`` rewrites ``last.ckpt`` at the end of an
+    epoch only when that epoch also produced a new top-k file; after an epoch that did not
+    improve ``val_acc``, ``last.ckpt`` silently kept older weights (and ``--ckpt_path last``
+    resumed from there). This subclass also writes ``last.ckpt`` whenever its regular save
+    point passes without a save."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)
+
+    def _save_last_if_missed(self, trainer: L.Trainer) -> None:
+        # Skipped while not fitting, during sanity checks and when this step is already saved.
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -139,14 +159,21 @@ class StepCheckpoint(ModelCheckpoint):
         )
 
 
-class RandomStateCallback(L.Callback):
-    """Saves the states of torch's (CPU and CUDA), numpy's and Python's global generators in
-    each checkpoint and restores them when training resumes.
+class ExactResumeCallback(L.Callback):
+    """Makes a resumed run continue exactly where the checkpointed one stopped.
 
-    They are restored at ``on_train_start``, after everything a resumed run does before its
-    first step (sanity validation, building loaders) and before the first batch is augmented,
-    so the draws continue exactly where the checkpointed run stopped. States are stored as
-    tensors and plain values, so checkpoints still load with ``weights_only=True``.
+    - Random states: torch's (CPU and CUDA), numpy's and Python's global generators are saved in
+      each checkpoint (as tensors and plain values, so checkpoints still load with
+      ``weights_only=True``) and restored at ``on_train_start``: after everything a resumed run
+      does before its first step (sanity validation, building loaders), before the first batch
+      is augmented.
+    - Loader position: Lightning stores a stateful training loader's ``state_dict`` in the
+      checkpoint but drops it on resume when ``trainer.estimated_stepping_batches`` was read in
+      ``configure_optimizers`` (our cosine and one-cycle schedules do; Lightning issue #20550):
+      the loader is then built before the loops are restored and never receives its state.
+      Here the pending state is applied at ``on_train_start``, before the first batch is drawn
+      (:class:`~resnet_pl.lightning.sampling.ResumableDataLoader` iterates lazily, so this is in
+      time); when Lightning did apply it, nothing is pending and nothing happens.
     """
 
     def __init__(self) -> None:
@@ -173,6 +200,9 @@ class RandomStateCallback(L.Callback):
         self._pending = state_dict
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        load_loader_states = getattr(trainer.fit_loop, "_load_combined_loader_states", None)
+        if callable(load_loader_states):
+            load_loader_states()  # a no-op unless restarting with states still pending
         state, self._pending = self._pending, None
         if not state:
             return

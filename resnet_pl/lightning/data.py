@@ -468,7 +468,9 @@ class ImageDataModule(L.LightningDataModule):
             "persistent_workers": workers > 0,
             "collate_fn": _collate_batch if isinstance(ds, TensorImageDataset) else None,
         }
-        seed = self.hparams["seed"]
+        # The data seed and the run's seed (seed_everything sets PL_GLOBAL_SEED) both vary the
+        # order, as with a plain shuffling loader; nothing else does.
+        seed = self.hparams["seed"] * 1_000_003 + int(os.environ.get("PL_GLOBAL_SEED", "0"))
         if train and self._resumable_training():
             # Shuffled by (seed, epoch), position saved in checkpoints: exact mid-epoch resume.
             return ResumableDataLoader(

@@ -54,3 +54,21 @@ def explain_unsafe_checkpoint(path: object, err: BaseException, opt_in: str) -> 
         f"only tensors and plain values, so this file was not written by resnet-pl or was "
         f"altered. If you trust its source, load it with {opt_in}."
     )
+
+
+def checkpoint_load_error(path: object, err: BaseException, opt_in: str) -> Exception:
+    """The error to raise when ``torch.load(path, weights_only=True)`` failed with ``err``:
+    :class:`UntrustedCheckpointError` when the restricted unpickler refused an object (the file
+    may be a trusted one; ``opt_in`` says how to load it), :class:`BadCheckpointError` when the
+    file is torn or not a checkpoint (torch then raises anything from ``RuntimeError`` to
+    ``IndexError``, depending on where the bytes stop making sense)."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "GLOBAL" in text.upper():
+        return UntrustedCheckpointError(explain_unsafe_checkpoint(path, err, opt_in))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else "")
+    reason = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+    return BadCheckpointError(
+        f"checkpoint {path} is truncated, corrupt or not a PyTorch checkpoint ({reason}); use "
+        f"an intact copy (an interrupted resnet-pl save never leaves a partial last.ckpt)"
+    )

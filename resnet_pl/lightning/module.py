@@ -38,7 +38,7 @@ from resnet_pl.lightning.errors import (
     ConfigError,
     NonFiniteLossError,
     UntrustedCheckpointError,
-    explain_unsafe_checkpoint,
+    checkpoint_load_error,
 )
 from resnet_pl.models import create_model
 from resnet_pl.models.registry import get_builder, split_name
@@ -128,13 +128,23 @@ class ResNetClassifier(L.LightningModule):
     def build_model(self) -> nn.Module:
         """The network. Default: the registry's ``arch`` with this module's options."""
         hp = self.hparams
-        return create_model(
-            hp["arch"],
-            pretrained=hp["pretrained"],
-            num_classes=hp["num_classes"],
-            in_chans=hp["in_chans"],
-            **(hp["model_kwargs"] or {}),
-        )
+        options = dict(hp["model_kwargs"] or {})
+        try:
+            return create_model(
+                hp["arch"],
+                pretrained=hp["pretrained"],
+                num_classes=hp["num_classes"],
+                in_chans=hp["in_chans"],
+                **options,
+            )
+        except TypeError as err:  # an option the architecture does not take
+            if "keyword argument" not in str(err):
+                raise
+            raise ConfigError(f"{hp['arch']}: bad model_kwargs {options}: {err}") from None
+        except ValueError as err:  # an option value the architecture refuses
+            if type(err) is not ValueError:  # our own, more specific errors (weights...)
+                raise
+            raise ConfigError(f"{hp['arch']}: {err}") from None
 
     def configure_losses(self) -> None:
         """Set ``self.criterion``; the default is cross-entropy with label smoothing, which also
@@ -379,11 +389,10 @@ class ResNetClassifier(L.LightningModule):
                 weights_only=safe,
                 **kwargs,
             )
-        except pickle.UnpicklingError as err:
+        except pickle.UnpicklingError as err:  # raised by torch.load's restricted unpickler
             if not safe or isinstance(err, UntrustedCheckpointError):
                 raise
-            message = explain_unsafe_checkpoint(checkpoint_path, err, "weights_only=False")
-            raise UntrustedCheckpointError(message) from None
+            raise checkpoint_load_error(checkpoint_path, err, "weights_only=False") from None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fine-tuning to a new head: ``load_from_checkpoint(path, num_classes=5)`` keeps the
