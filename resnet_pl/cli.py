@@ -256,6 +256,18 @@ def _lightning_main(argv: list[str]) -> int:
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``resnet-pl`` console script."""
+    try:
+        return _main(args)
+    except BrokenPipeError:
+        # `resnet-pl classify ... | head`: the reader left; that is not an error.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(args: list[str] | None = None) -> int:
+    """Dispatch one subcommand; see USAGE."""
     argv = list(sys.argv[1:] if args is None else args)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
