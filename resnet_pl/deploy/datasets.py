@@ -7,17 +7,15 @@ export and classify must stay usable in a slim inference environment.
 
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 
+from resnet_pl.idx import FASHION_MNIST_CLASSES, read_idx
+
+__all__ = ["FASHION_MNIST_CLASSES", "load_fashion_mnist", "read_idx"]
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -26,21 +24,6 @@ _FILES = {
 
 class DatasetUnavailableError(FileNotFoundError):
     """The dataset's files are not on this machine; the message names the folders tried."""
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An unsigned-byte IDX file (gzipped or not) as a numpy array of its declared shape."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:  # type: ignore[operator]
-        data: bytes = f.read()
-    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if array.size != int(np.prod(dims)):
-        raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values")
-    return array.reshape(dims)
 
 
 def fashion_mnist_available(data_dir: Path | None = None) -> bool:

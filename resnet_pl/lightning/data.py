@@ -8,12 +8,9 @@ class folders from disk with per-image transforms in worker processes.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import math
 import os
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from resnet_pl import idx
 from resnet_pl.lightning.augment import batch_augment
 from resnet_pl.lightning.errors import BadDataError, ConfigError, DataNotFoundError
 from resnet_pl.lightning.sampling import ResumableDataLoader
@@ -50,10 +48,7 @@ class DatasetSpec:
 
 
 _DIGITS = tuple(str(i) for i in range(10))
-FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+FASHION_CLASSES = idx.FASHION_MNIST_CLASSES
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
@@ -86,22 +81,10 @@ DATASETS = (*SPECS, "imagefolder")
 # --------------------------------------------------------------------------------------------
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST's format), gzipped or not, into a numpy array."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:  # type: ignore[operator]
-            data = f.read()
-    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise BadDataError(f"{path} is a corrupt or truncated gzip file ({err})") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise BadDataError(f"{path} is not an unsigned-byte IDX file (corrupt or wrong file)")
-    ndim = data[3]
-    if len(data) < 4 + 4 * ndim:
-        raise BadDataError(f"{path} is truncated inside its IDX header")
-    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if array.size != int(np.prod(dims)):
-        raise BadDataError(f"{path} is truncated: expected {int(np.prod(dims))} values")
-    return array.reshape(dims)
+        return idx.read_idx(path)
+    except idx.IdxFormatError as err:
+        raise BadDataError(str(err)) from None
 
 
 _IDX_STEMS = {
