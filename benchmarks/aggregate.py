@@ -33,6 +33,15 @@ CASE_KEY_FIELDS = (
     "device",
     "loader",
 )
+# Filled in by attach_references (comparisons with the torchvision twin and the eager baseline).
+REFERENCE_FIELDS = (
+    "ratio_vs_torchvision",
+    "ratio_vs_torchvision_min",
+    "ratio_vs_torchvision_max",
+    "ratio_vs_torchvision_paired_median",
+    "ratio_within_noise",
+    "speedup_vs_eager_fp32",
+)
 BASELINE = {"precision": "fp32", "memory_format": "contiguous", "backend": "eager"}
 TRAIN_FLOPS_FACTOR = 3
 
@@ -195,12 +204,7 @@ ROW_FIELDS = (
     "setup_s",
     "params",
     "oom_retries",
-    "ratio_vs_torchvision",
-    "ratio_vs_torchvision_min",
-    "ratio_vs_torchvision_max",
-    "ratio_vs_torchvision_paired_median",
-    "ratio_within_noise",
-    "speedup_vs_eager_fp32",
+    *REFERENCE_FIELDS,
     "note",
 )
 
@@ -246,14 +250,7 @@ def attach_references(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     out = [dict(r) for r in rows]
     ok = {(case_key(r), r["impl"]): r for r in out if r.get("status") == "ok"}
     for r in out:
-        for k in (
-            "ratio_vs_torchvision",
-            "ratio_vs_torchvision_min",
-            "ratio_vs_torchvision_max",
-            "ratio_vs_torchvision_paired_median",
-            "ratio_within_noise",
-            "speedup_vs_eager_fp32",
-        ):
+        for k in REFERENCE_FIELDS:
             r.setdefault(k, None)
         if r.get("status") != "ok":
             continue

@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.aggregate import CASE_KEY_FIELDS
+
 PLOT_NAMES = ("throughput_vs_batch", "speedup", "throughput_vs_depth")
 
 
@@ -365,15 +367,8 @@ def plot_speedups(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> 
         and (r["precision"], r["memory_format"], r["backend"]) != ("fp32", "contiguous", "eager")
     ]
     ratio = [r for r in ours if r["ratio_vs_torchvision"] is not None]
-    fields = (
-        "arch",
-        "mode",
-        "requested_batch_size",
-        "input_size",
-        "precision",
-        "memory_format",
-        "backend",
-    )
+    # A row's label: its case key, less the settings one chart shares (device, loader).
+    fields = tuple(f for f in CASE_KEY_FIELDS if f not in ("device", "loader"))
 
     height = max(3.0, 0.26 * max(len(speed), len(ratio)) + 1.8)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(16, height))

@@ -91,6 +91,11 @@ class ResNetCLI(LightningCLI):
             }
         )
 
+    def _run_config(self) -> tuple[Any, Path]:
+        """This subcommand's configuration and its run folder (``--run_root/--run_name``)."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        return cfg, Path(cfg["run_root"]) / cfg["run_name"]
+
     def _parse_ckpt_path(self) -> None:
         """LightningCLI reads ``--ckpt_path``'s hyperparameters before anything else, always
         with ``weights_only=True``: a missing, torn or untrusted file then fails as one line
@@ -117,8 +122,7 @@ class ResNetCLI(LightningCLI):
             raise error from None
 
     def before_instantiate_classes(self) -> None:
-        cfg = self.config[self.subcommand] if self.subcommand else self.config
-        run_dir = Path(cfg["run_root"]) / cfg["run_name"]
+        cfg, run_dir = self._run_config()
         if cfg["checkpoint"]["dirpath"] is None:
             cfg["checkpoint"]["dirpath"] = str(run_dir / "checkpoints")
         if cfg["trainer"].get("default_root_dir") is None:
@@ -133,8 +137,7 @@ class ResNetCLI(LightningCLI):
             cfg["weights_only"] = True
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        cfg = self.config[self.subcommand] if self.subcommand else self.config
-        run_dir = Path(cfg["run_root"]) / cfg["run_name"]
+        cfg, run_dir = self._run_config()
         extra: list[Any] = [LearningRateMonitor(), PlotCallback(), PredictionWriter()]
         if cfg["trainer"].get("enable_progress_bar", True) is not False:
             extra.append(RichProgressBar())

@@ -22,7 +22,7 @@ from resnet_pl.deploy.preprocess import IMAGE_SUFFIXES
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,  # includes ExportOptionError, CheckpointError, UnknownModelError, ImageLoadError
-    FileNotFoundError,
+    OSError,  # a missing input, an unwritable --output / --report-json
     ImportError,
     KeyError,
 )

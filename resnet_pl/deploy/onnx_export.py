@@ -993,46 +993,23 @@ def _verify(
     # fp32: every check decides. fp16/int8: one mismatch in a batch of 7 says little, so only
     # the largest batch of real images (else the last random batch) decides, on top-1 agreement.
     gate_all = dtype == "fp32"
+
+    def check(name: str, data: str, x: Tensor) -> None:
+        got, ref = _run(session, x), _torch_logits(reference, x)
+        report.checks.append(_compare(name, data, got, ref, tol, gate_all))
+
     for b in batches:
-        x = torch.randn(b, *shape, generator=g)
-        report.checks.append(
-            _compare(
-                f"random b={b}",
-                "random",
-                _run(session, x),
-                _torch_logits(reference, x),
-                tol,
-                gate_all,
-            )
-        )
+        check(f"random b={b}", "random", torch.randn(b, *shape, generator=g))
     if report.dynamic_hw:
         c, h, w = shape
         x = torch.randn(batches[-1], c, h + 8, w + 4, generator=g)
-        report.checks.append(
-            _compare(
-                f"random {h + 8}x{w + 4}",
-                "random",
-                _run(session, x),
-                _torch_logits(reference, x),
-                tol,
-                gate_all,
-            )
-        )
+        check(f"random {h + 8}x{w + 4}", "random", x)
+    fp32_session = _session(fp32_path) if dtype != "fp32" else session
     if real is not None:
         n = len(real.x)
         sizes = [b for b in batches if b <= n]
         for b in sizes:
-            x = real.x[:b]
-            report.checks.append(
-                _compare(
-                    f"real b={b}",
-                    "real",
-                    _run(session, x),
-                    _torch_logits(reference, x),
-                    tol,
-                    gate_all,
-                )
-            )
+            check(f"real b={b}", "real", real.x[:b])
         step = batches[-1] if not report.dynamic_batch else 64
         usable = n if report.dynamic_batch else (n // step) * step
         if usable > max(sizes, default=0):
@@ -1045,7 +1022,7 @@ def _verify(
                 report.accuracy_samples = usable
                 report.accuracy["pytorch"] = float((ref.argmax(1) == y).mean())
                 if dtype != "fp32":
-                    fp32 = _onnx_logits(_session(fp32_path), x, step)
+                    fp32 = _onnx_logits(fp32_session, x, step)
                     report.accuracy["onnx_fp32"] = float((fp32.argmax(1) == y).mean())
                 report.accuracy[f"onnx_{dtype}"] = float((got.argmax(1) == y).mean())
                 if tol.max_accuracy_drop is not None and dtype != "fp32":
@@ -1065,7 +1042,7 @@ def _verify(
             else torch.randn(bench_b, *shape, generator=g)
         ).numpy()
         report.latency_batch = bench_b
-        report.latency_ms["onnx_fp32"] = _latency_ms(_session(fp32_path), bench, benchmark_runs)
+        report.latency_ms["onnx_fp32"] = _latency_ms(fp32_session, bench, benchmark_runs)
         report.latency_ms[f"onnx_{dtype}"] = _latency_ms(session, bench, benchmark_runs)
     report.verified = True
     report.passed = all(c.passed for c in report.checks if c.gated)

@@ -17,7 +17,6 @@ network's weights are the ``model.``-prefixed keys of ``state_dict``.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -356,9 +355,7 @@ def publish(
     Raises:
         FileExistsError: the entry exists (pass ``force=True`` to replace it).
     """
-    from safetensors.torch import save_file
-
-    from resnet_pl.hub.hf import fp32_state_dict, render_model_card
+    from resnet_pl.hub.hf import render_model_card, write_safetensors
 
     if not tag or "." in tag or "/" in tag or tag != tag.strip():
         raise ValueError(f"tag must be a plain word like 'fashion_mnist', got {tag!r}")
@@ -379,14 +376,7 @@ def publish(
     )
 
     weights = out_dir / f"{name}.safetensors"
-    tmp = out_dir / f".{name}.safetensors.tmp"
-    save_file(
-        fp32_state_dict(model),
-        str(tmp),
-        metadata={"format": "pt", "architecture": ck.arch, "weights": name},
-    )
-    os.replace(tmp, weights)
-    weights.chmod(0o644)  # safetensors creates files private to the user; these are shipped
+    write_safetensors(model, weights, {"format": "pt", "architecture": ck.arch, "weights": name})
     cfg.update(
         {
             "file": weights.name,

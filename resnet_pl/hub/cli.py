@@ -397,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnknownWeightsError as err:
         print(f"resnet-pl hub: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (OSError, ValueError) as err:  # missing/unwritable files, bad input
         print(f"resnet-pl hub {args.command}: {err}", file=sys.stderr)
         return 2
     except WeightsVerificationError as err:

@@ -49,11 +49,17 @@ def load_eval_images(
 
 @torch.no_grad()
 def _logits(model: nn.Module, batches: Any) -> tuple[Tensor, Tensor]:
+    """Logits and labels over ``(x, y)`` batches, in eval mode (the model's mode restored)."""
     outs: list[Tensor] = []
     labels: list[Tensor] = []
-    for x, y in batches:
-        outs.append(model(x.float()).float())
-        labels.append(y)
+    was_training = model.training
+    model.eval()
+    try:
+        for x, y in batches:
+            outs.append(model(x.float()).float())
+            labels.append(y)
+    finally:
+        model.train(was_training)
     return torch.cat(outs), torch.cat(labels)
 
 
@@ -102,16 +108,11 @@ def measure_small(
     images, labels = load_eval_images(dataset, split, data_dir)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    was_training = model.training
-    model.eval()
-    try:
-        batches = (
-            (preprocess_uint8(images[i : i + batch_size], cfg), labels[i : i + batch_size])
-            for i in range(0, len(images), batch_size)
-        )
-        logits, targets = _logits(model, batches)
-    finally:
-        model.train(was_training)
+    batches = (
+        (preprocess_uint8(images[i : i + batch_size], cfg), labels[i : i + batch_size])
+        for i in range(0, len(images), batch_size)
+    )
+    logits, targets = _logits(model, batches)
     hit1, hit5 = accuracy_counts(logits, targets)
     return {
         **summarise(hit1, hit5, slices),
@@ -170,12 +171,7 @@ def measure_folder(
             x = torch.stack([transform(load_image(p, chans)) for p in paths[i : i + batch_size]])
             yield x, torch.tensor(labels[i : i + batch_size])
 
-    was_training = model.training
-    model.eval()
-    try:
-        logits, targets = _logits(model, batches())
-    finally:
-        model.train(was_training)
+    logits, targets = _logits(model, batches())
     hit1, hit5 = accuracy_counts(logits, targets)
     return {
         **summarise(hit1, hit5),

@@ -28,13 +28,13 @@ import torch
 from torch import Tensor, nn
 
 from resnet_pl.hub.pretrained import (
-    check_safetensors,
     load_into,
     model_cfg,
+    read_state_dict,
     sha256_file,
     structural_kwargs,
 )
-from resnet_pl.hub.weights import WeightsVerificationError, jsonable, package_version
+from resnet_pl.hub.weights import WeightsVerificationError, _tuples, jsonable, package_version
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -83,6 +83,17 @@ def fp32_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
+def write_safetensors(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``model``'s :func:`fp32_state_dict` to ``path`` atomically (through a temporary
+    file beside it), readable by all (safetensors creates files private to the user)."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(fp32_state_dict(model), str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    path.chmod(0o644)
+
+
 def save_pretrained(
     model: nn.Module,
     save_directory: str | Path,
@@ -104,8 +115,6 @@ def save_pretrained(
     Returns:
         The folder.
     """
-    from safetensors.torch import save_file
-
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)
     cfg: dict[str, Any] = dict(getattr(model, "pretrained_cfg", None) or {})
@@ -120,14 +129,11 @@ def save_pretrained(
     _check_rebuildable(model, arch, kwargs, num_classes, in_chans)
 
     weights = folder / WEIGHTS_NAME
-    tmp = folder / f".{WEIGHTS_NAME}.tmp"
-    save_file(
-        fp32_state_dict(model),
-        str(tmp),
-        metadata={"format": "pt", "architecture": arch, "resnet_pl_version": package_version()},
+    write_safetensors(
+        model,
+        weights,
+        {"format": "pt", "architecture": arch, "resnet_pl_version": package_version()},
     )
-    os.replace(tmp, weights)
-    weights.chmod(0o644)  # safetensors creates files private to the user; these are shared
     digest = sha256_file(weights)
     cfg.update(
         {
@@ -207,8 +213,10 @@ def read_config(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} not found: not a resnet-pl save_pretrained folder")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
         raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not a resnet-pl config (a JSON {type(config).__name__})")
     missing = [k for k in ("architecture", "num_classes", "in_chans") if k not in config]
     if config.get("format") != FOLDER_FORMAT or missing:
         raise ValueError(
@@ -247,9 +255,7 @@ def from_pretrained(
             f"{digest} ({weights_path.stat().st_size} bytes). The folder is corrupt or was "
             f"modified; re-save or re-download it (force_download for Hub files)."
         )
-    check_safetensors(weights_path)
-    from safetensors.torch import load_file
-
+    state = read_state_dict(weights_path, "safetensors")
     arch = str(config["architecture"])
     options = {**dict(config.get("arch_kwargs") or {}), **kwargs}
     model = create_model(
@@ -259,12 +265,9 @@ def from_pretrained(
         **options,
     )
     name = str(name_or_path)
-    adapted = load_into(model, load_file(str(weights_path), device="cpu"), name=name)
-    cfg = model_cfg(arch, config.get("pretrained_cfg") or {}, adapted, name)
+    adapted = load_into(model, state, name=name)
+    cfg = _tuples(model_cfg(arch, config.get("pretrained_cfg") or {}, adapted, name))
     cfg["arch_kwargs"] = structural_kwargs(options)
-    for key in ("input_size", "mean", "std"):
-        if isinstance(cfg.get(key), list):
-            cfg[key] = tuple(cfg[key])
     model.pretrained_cfg = cfg  # type: ignore[assignment]
     return model
 

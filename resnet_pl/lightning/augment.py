@@ -6,6 +6,7 @@ Python loop over images: offsets become index grids and one gather does the crop
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -77,7 +78,17 @@ def batch_augment(
     x = random_crop(x, crop_padding)
     if hflip:
         x = random_hflip(x)
-    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1) * 255
-    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1) * 255
+    m, s = _norm_tensors(tuple(mean), tuple(std), x.device)
     x = (x.float() - m) / s
     return random_erase(x, random_erasing)
+
+
+@functools.lru_cache(maxsize=16)
+def _norm_tensors(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """``(1, C, 1, 1)`` mean and std in uint8 units on ``device``; cached, so the per-batch
+    path neither rebuilds them nor copies them to the device again."""
+    m = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+    s = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+    return m, s

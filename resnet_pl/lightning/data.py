@@ -20,7 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from resnet_pl import idx
 from resnet_pl.lightning.augment import batch_augment
@@ -210,11 +210,7 @@ def _check_norm(dataset: str, mean: Sequence[float] | None, std: Sequence[float]
 
 def _collate_batch(batch: Any) -> Any:
     """Batches from ``__getitems__`` arrive already stacked; per-item lists are stacked here."""
-    if isinstance(batch, tuple):
-        return batch
-    from torch.utils.data import default_collate
-
-    return default_collate(batch)
+    return batch if isinstance(batch, tuple) else default_collate(batch)
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,9 +279,6 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"unknown dataset {dataset!r}.{hint} Choose one of {', '.join(DATASETS)}."
             )
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if augment not in ("standard", "none"):
@@ -295,6 +288,8 @@ class ImageDataModule(L.LightningDataModule):
         if not 0.0 <= random_erasing <= 1.0:
             raise ConfigError(f"random_erasing must be a probability, got {random_erasing}")
         for name, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
             ("image_size", image_size),
             ("train_subset", train_subset),
             ("val_subset", val_subset),
@@ -498,16 +493,17 @@ class ImageDataModule(L.LightningDataModule):
         """Augment (training only) and normalise a uint8 batch on its device."""
         x, y = batch
         training = self.trainer is not None and self.trainer.training
-        augment = training and self.hparams["augment"] == "standard"
+        # imagefolder images are cropped and flipped per image in the workers already.
+        augment = (
+            training and self.hparams["augment"] == "standard" and self.dataset != "imagefolder"
+        )
         x = batch_augment(
             x,
             size=self.image_size,
             mean=self.mean,
             std=self.std,
-            crop_padding=self.hparams["crop_padding"]
-            if augment and self.dataset != "imagefolder"
-            else 0,
-            hflip=augment and self.dataset != "imagefolder" and self._hflip,
+            crop_padding=self.hparams["crop_padding"] if augment else 0,
+            hflip=augment and self._hflip,
             random_erasing=self.hparams["random_erasing"] if training else 0.0,
         )
         return x, y
