@@ -47,7 +47,8 @@ commands:
   hub                               pretrained weights: list, info, verify, export-checkpoint
   export                            export a model to ONNX, verified against PyTorch
   classify                          classify image files with a model, checkpoint or ONNX file
-  benchmark                         throughput suite (same as python -m benchmarks.run)
+  benchmark                         throughput suite (same as python -m benchmarks.run);
+                                    benchmark time-to-accuracy: train recipes, accuracy vs time
 
 example:
   resnet-pl fit --config configs/fashion_mnist_resnet20.yaml --trainer.max_epochs 1
@@ -288,6 +289,10 @@ def _main(args: list[str] | None = None) -> int:
         return deploy_main(argv)
     if command == "benchmark":
         try:
+            if argv[1:2] == ["time-to-accuracy"]:
+                from benchmarks.time_to_accuracy import main as tta_main
+
+                return tta_main(argv[2:])
             from benchmarks.run import main as bench_main
         except ImportError:
             print(

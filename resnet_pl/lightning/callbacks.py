@@ -75,3 +75,23 @@ class PredictionWriter(L.Callback):
                     writer.writerow([row, idx, name, f"{p:.6f}"])
                     row += 1
         log.info("predictions: %s (%d rows)", out, row)
+
+
+class WallClock(L.Callback):
+    """Logs ``elapsed_s``, the wall time since ``fit`` started, at every validation, so
+    ``metrics.csv`` shows accuracy against seconds (``benchmarks.time_to_accuracy`` reads it).
+    Add it with ``--trainer.callbacks+=resnet_pl.lightning.callbacks.WallClock``."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        self._start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        if self._start is not None and not trainer.sanity_checking:
+            pl_module.log("elapsed_s", time.perf_counter() - self._start)

@@ -42,11 +42,12 @@ from resnet_pl.lightning.errors import (
 )
 from resnet_pl.models import create_model
 from resnet_pl.models.registry import get_builder, split_name
+from resnet_pl.models.tta import TTAMode, check_mode, tta_logits
 
 Optimizer = Literal["sgd", "adam", "adamw"]
-Schedule = Literal["cosine", "onecycle", "step", "none"]
+Schedule = Literal["cosine", "linear", "onecycle", "step", "none"]
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "onecycle", "step", "none")
+SCHEDULES = ("cosine", "linear", "onecycle", "step", "none")
 
 
 class ResNetClassifier(L.LightningModule):
@@ -65,7 +66,9 @@ class ResNetClassifier(L.LightningModule):
         lr: peak learning rate; weight_decay: L2 / decoupled decay, never on norms or biases.
         momentum, nesterov: for SGD; betas: for Adam/AdamW.
         scheduler: ``cosine`` (linear warm-up then cosine to ``min_lr_ratio * lr``),
-            ``onecycle``, ``step`` (x ``step_gamma`` at each ``step_milestones`` epoch), ``none``.
+            ``linear`` (linear warm-up then linear decay to ``min_lr_ratio * lr``: the
+            triangular schedule of fast-training recipes), ``onecycle``, ``step`` (x
+            ``step_gamma`` at each ``step_milestones`` epoch), ``none``.
         warmup_epochs: linear warm-up length for ``cosine`` (may be fractional).
         label_smoothing: cross-entropy label smoothing.
         mixup_alpha, cutmix_alpha: batch mixing (torchvision v2 MixUp/CutMix); 0 disables.
@@ -74,6 +77,21 @@ class ResNetClassifier(L.LightningModule):
         backbone_lr_scale: discriminative learning rate: backbone lr = ``lr * scale``.
         channels_last: run the network in channels-last memory format (faster on GPUs with
             tensor cores and on many CPUs).
+        norm_bias_lr_scale: learning-rate multiplier for BatchNorm biases (airbench trains
+            them 64x faster); they never get weight decay.
+        ema_decay: keep an exponential moving average of the weights (and BN statistics) with
+            this decay, warmed up over the first steps (:class:`resnet_pl.lightning.ema.EMA`,
+            on Lightning's ``WeightAveraging``); validation, checkpoints and everything that
+            reads them (test, classify, export, hub) use the average. ``0`` disables.
+        ema_every_n_steps: update the average every N optimizer steps.
+        tta: test-time augmentation for validate/test/predict: ``none``, ``flip`` (2 views),
+            ``shift`` (3), ``flip_shift`` (6); recorded in checkpoints so ``resnet-pl test``,
+            ``classify`` and ``hub verify`` use the same views (:mod:`resnet_pl.models.tta`).
+        whiten_stem: before the first step of a new run, set the first convolution's filters
+            to the patch-whitening transform of training images (airbench's data-dependent
+            initialisation; :func:`resnet_pl.models.init.whiten_conv_`).
+        compile: ``torch.compile`` the network (``nn.Module.compile``, so checkpoint keys do
+            not change); its compile time is part of the first steps.
         class_names, mean, std, input_size, dataset: what the model was trained on; filled from
             the datamodule when not given, saved in checkpoints so exports and ``classify``
             know how to pre-process and label.
@@ -104,6 +122,12 @@ class ResNetClassifier(L.LightningModule):
         freeze_backbone_epochs: int = 0,
         backbone_lr_scale: float = 1.0,
         channels_last: bool = False,
+        norm_bias_lr_scale: float = 1.0,
+        ema_decay: float = 0.0,
+        ema_every_n_steps: int = 1,
+        tta: TTAMode = "none",
+        whiten_stem: bool = False,
+        compile: bool = False,
         class_names: list[str] | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -113,6 +137,7 @@ class ResNetClassifier(L.LightningModule):
         super().__init__()
         _check_hparams(optimizer, lr, weight_decay, scheduler, num_classes, in_chans,
                        label_smoothing, mixup_alpha, cutmix_alpha, backbone_lr_scale)  # fmt: skip
+        _check_recipe(norm_bias_lr_scale, ema_decay, ema_every_n_steps, tta)
         if model is None:
             _check_arch(arch)
         # Plain values only: the module passed as ``model`` is never pickled into hparams.
@@ -123,6 +148,8 @@ class ResNetClassifier(L.LightningModule):
         self.configure_losses()
         self.configure_metrics()
         self._mix = self._build_mixing()
+        if compile:
+            self.model.compile()
 
     # ---- hooks a subclass may override -------------------------------------------------------
     def build_model(self) -> nn.Module:
@@ -177,19 +204,27 @@ class ResNetClassifier(L.LightningModule):
         """Optimizer groups: no weight decay on 1-D parameters (norm weights, biases), and the
         backbone (everything but the classifier) at ``lr * backbone_lr_scale``."""
         head = self._head_parameter_ids()
+        norm_biases = {
+            id(m.bias)
+            for m in self.model.modules()
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.bias is not None
+        }
         scale = self.hparams["backbone_lr_scale"]
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        bias_scale = self.hparams.get("norm_bias_lr_scale", 1.0)
+        groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
         for p in self.model.parameters():
-            key = (id(p) in head, p.ndim > 1)
+            key = (id(p) in head, p.ndim > 1, id(p) in norm_biases and bias_scale != 1.0)
             groups.setdefault(key, []).append(p)
         wd = self.hparams["weight_decay"]
         return [
             {
                 "params": params,
                 "weight_decay": wd if decay else 0.0,
-                "lr": self.hparams["lr"] * (1.0 if is_head else scale),
+                "lr": self.hparams["lr"]
+                * (1.0 if is_head else scale)
+                * (bias_scale if fast_bias else 1.0),
             }
-            for (is_head, decay), params in sorted(groups.items())
+            for (is_head, decay, fast_bias), params in sorted(groups.items())
         ]
 
     def configure_optimizers(self) -> Any:
@@ -219,9 +254,8 @@ class ResNetClassifier(L.LightningModule):
         else:
             epochs = max(self.trainer.max_epochs or 1, 1)
             warmup = int(total * hp["warmup_epochs"] / epochs) if hp["warmup_epochs"] else 0
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, _warmup_cosine(warmup, total, hp["min_lr_ratio"])
-            )
+            shape = _warmup_linear if schedule == "linear" else _warmup_cosine
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, shape(warmup, total, hp["min_lr_ratio"]))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ---- forward and steps -----------------------------------------------------------------------
@@ -250,9 +284,13 @@ class ResNetClassifier(L.LightningModule):
             self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
+    def eval_logits(self, x: Tensor) -> Tensor:
+        """Logits for evaluation: ``forward`` averaged over the ``tta`` views."""
+        return tta_logits(self, x, self.hparams.get("tta", "none"))
+
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
-        logits = self(x)
+        logits = self.eval_logits(x)
         loss = F.cross_entropy(logits, y)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         per_class = self.val_per_class if stage == "val" else self.test_per_class
@@ -290,7 +328,7 @@ class ResNetClassifier(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """Class indices, probabilities and names for a batch (``(x, y)`` or ``x``)."""
         x = batch[0] if isinstance(batch, list | tuple) else batch
-        probs = self(x).softmax(dim=1)
+        probs = self.eval_logits(x).softmax(dim=1)
         indices = probs.argmax(dim=1)
         names = self.class_names
         return {
@@ -324,6 +362,17 @@ class ResNetClassifier(L.LightningModule):
                 f"the model expects in_chans={self.hparams['in_chans']} but the dataset has "
                 f"{c_data}-channel images; set model in_chans to {c_data}"
             )
+        tta = self.hparams.get("tta", "none")
+        spec = getattr(dm, "spec", None)
+        flip_ok = bool(getattr(dm, "_hflip", getattr(spec, "hflip", True)))
+        try:
+            check_mode(tta, flip_allowed=flip_ok)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if stage == "fit" and self.hparams.get("whiten_stem"):
+            # Runs before Lightning restores a checkpoint, so a resumed run still gets its
+            # saved weights; the whitening itself uses no random numbers.
+            self._whiten_from_data(dm)
         for key in ("class_names", "mean", "std", "input_size", "dataset"):
             if self.hparams.get(key) is None and getattr(dm, key, None) is not None:
                 value = getattr(dm, key)
@@ -332,6 +381,40 @@ class ResNetClassifier(L.LightningModule):
                 # Also in the initial copy, which loggers record and Lightning compares with
                 # the datamodule's hparams (they share the key ``dataset``).
                 self._hparams_initial[key] = value  # type: ignore[index,operator,assignment]
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The weight average (``ema_decay > 0``) while fitting. Outside fit the checkpoint's
+        ``state_dict`` already holds the averaged weights."""
+        decay = self.hparams.get("ema_decay", 0.0)
+        trainer = self._trainer
+        fitting = trainer is not None and trainer.state.fn == "fit"
+        if not decay or not fitting:
+            return []
+        from resnet_pl.lightning.ema import EMA
+
+        return [EMA(decay, self.hparams.get("ema_every_n_steps", 1))]
+
+    def whiten_stem_(self, images: Tensor) -> None:
+        """Patch-whitening initialisation of the first convolution from normalised float
+        ``images`` (``whiten_stem=True`` calls it with training images before fit)."""
+        from resnet_pl.models.init import whiten_conv_
+
+        conv = getattr(self.model, "conv1", None)
+        if not isinstance(conv, nn.Conv2d):
+            raise ConfigError("whiten_stem needs a model whose first convolution is `conv1`")
+        whiten_conv_(conv, images)
+
+    def _whiten_from_data(self, dm: Any) -> None:
+        from resnet_pl.lightning.augment import batch_augment
+
+        ds = getattr(dm, "train_set", None)
+        if ds is None:
+            raise ConfigError("whiten_stem needs training data (the datamodule has no train_set)")
+        n = min(len(ds), 4096)
+        images = getattr(ds, "images", None)
+        x = images[:n] if images is not None else torch.stack([ds[i][0] for i in range(n)])
+        x = batch_augment(x, size=dm.image_size, mean=dm.mean, std=dm.std)
+        self.whiten_stem_(x)
 
     def on_fit_start(self) -> None:
         if self.hparams["channels_last"]:
@@ -443,6 +526,30 @@ def _warmup_cosine(warmup: int, total: int, floor: float) -> Any:
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+def _warmup_linear(warmup: int, total: int, floor: float) -> Any:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        # The first step after warm-up already decays, and the last one lands on the floor.
+        progress = min((step - warmup + 1) / max(total - warmup, 1), 1.0)
+        return floor + (1 - floor) * (1.0 - progress)
+
+    return factor
+
+
+def _check_recipe(norm_bias_lr_scale: float, ema_decay: float, ema_every: int, tta: str) -> None:
+    if not (norm_bias_lr_scale > 0 and math.isfinite(norm_bias_lr_scale)):
+        raise ConfigError(f"norm_bias_lr_scale must be a positive number, got {norm_bias_lr_scale}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise ConfigError(f"ema_decay must be in [0, 1) (0 disables the average), got {ema_decay}")
+    if not isinstance(ema_every, int) or ema_every < 1:
+        raise ConfigError(f"ema_every_n_steps must be a positive integer, got {ema_every!r}")
+    try:
+        check_mode(tta)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _slug(name: str) -> str:

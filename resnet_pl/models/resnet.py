@@ -270,6 +270,9 @@ class ResNet(nn.Module, HubMixin):
         drop_rate: dropout before the classifier.
         features_only: build no pooling/classifier; ``forward`` returns the stage feature maps
             selected by ``out_indices`` (1-based stage numbers).
+        conv_init: ``"he"`` (He et al. 2015 normal init, as torchvision) or ``"dirac"``:
+            convolutions that keep their shape start as the identity
+            (:func:`resnet_pl.models.init.dirac_init_`), the others as ``"he"``.
     """
 
     def __init__(
@@ -290,6 +293,7 @@ class ResNet(nn.Module, HubMixin):
         drop_rate: float = 0.0,
         features_only: bool = False,
         out_indices: Sequence[int] | None = None,
+        conv_init: Literal["he", "dirac"] = "he",
     ) -> None:
         super().__init__()
         _check_options(
@@ -354,7 +358,13 @@ class ResNet(nn.Module, HubMixin):
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.fc: nn.Module = nn.Linear(in_ch, num_classes) if num_classes else nn.Identity()
 
+        if conv_init not in ("he", "dirac"):
+            raise ValueError(f"conv_init must be 'he' or 'dirac', got {conv_init!r}")
         self._init_weights(zero_init_residual)
+        if conv_init == "dirac":
+            from resnet_pl.models.init import dirac_init_
+
+            dirac_init_(self)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         for m in self.modules():
