@@ -129,7 +129,7 @@ def _fit(root: Path, name: str, *extra: str) -> Any:
     return cli_main(["fit", *FIT_ARGS, "--run_root", str(root), "--run_name", name, *extra])
 
 
-def _kill_run(root: Path, name: str, step: int) -> subprocess.CompletedProcess[str]:
+def _kill_run(root: Path, name: str, step: int, *extra: str) -> subprocess.CompletedProcess[str]:
     """A real ``python -m resnet_pl.cli fit`` process, SIGKILLed as step ``step`` starts."""
     helper = root / "helpers"
     helper.mkdir(exist_ok=True)
@@ -140,7 +140,7 @@ def _kill_run(root: Path, name: str, step: int) -> subprocess.CompletedProcess[s
         f"      init_args:\n        step: {step}\n"
     )
     cmd = [sys.executable, "-m", "resnet_pl.cli", "fit", "--config", str(config), *FIT_ARGS]
-    cmd += ["--run_root", str(root), "--run_name", name]
+    cmd += ["--run_root", str(root), "--run_name", name, *extra]
     return subprocess.run(
         cmd, cwd=REPO, env=_env(path=str(helper)), capture_output=True, text=True, timeout=600
     )
@@ -158,6 +158,10 @@ def _assert_same_training_state(a: Path, b: Path) -> None:
             for name, value in buffers.items():
                 assert torch.equal(value, ob["state"][pid][name]), (pid, name)
     assert ca["lr_schedulers"] == cb["lr_schedulers"]
+    for extra in ("current_model_state", "averaging_state"):  # the EMA's raw weights and count
+        assert (extra in ca) == (extra in cb), extra
+        for key, value in ca.get(extra, {}).items():
+            assert torch.equal(value, cb[extra][key]), (extra, key)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +192,34 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
     resumed = _fit(tmp_path, "run", "--ckpt_path", "last")
     assert resumed.trainer.global_step == STEPS
     _assert_same_training_state(reference_run / "last.ckpt", ckpts / "last.ckpt")
+
+
+# Every fast-training option on (issue #10): the EMA, TTA in validation, patch whitening (data
+# dependent, before the first step), fast BN biases and the linear schedule.
+RECIPE_ARGS = [
+    "--model.ema_decay", "0.9",
+    "--model.tta", "flip_shift",
+    "--model.whiten_stem", "true",
+    "--model.norm_bias_lr_scale", "8",
+    "--model.scheduler", "linear",
+    "--model.channels_last", "true",
+]  # fmt: skip
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_resume_with_fast_recipe_options(tmp_path: Path) -> None:
+    """The same kill at step 14 with every fast-training option on: the resumed run ends
+    bit-identical to an uninterrupted one, including the EMA's average and raw weights."""
+    ref = _fit(tmp_path / "ref", "ref", *RECIPE_ARGS)
+    assert ref.trainer.global_step == STEPS
+    killed = _kill_run(tmp_path, "run", 14, *RECIPE_ARGS)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = _fit(tmp_path, "run", "--ckpt_path", "last", *RECIPE_ARGS)
+    assert resumed.trainer.global_step == STEPS
+    ref_last = next((tmp_path / "ref").glob("**/last.ckpt"))
+    run_last = max((tmp_path / "run").glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    assert "current_model_state" in _state(run_last)  # the EMA was on
+    _assert_same_training_state(ref_last, run_last)
 
 
 @pytest.mark.slow
