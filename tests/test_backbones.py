@@ -107,7 +107,10 @@ def test_segmentation_matches_torchvision_resnet50(ours: Callable, theirs: Calla
         assert (got[k] - expected[k]).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("trainable_layers", range(6))
+@pytest.mark.parametrize(
+    "trainable_layers",
+    [0, 2, 3, 5, *(pytest.param(k, marks=pytest.mark.slow) for k in (1, 4))],
+)
 def test_fpn_backbone_freezes_as_torchvision(trainable_layers: int) -> None:
     """Same frozen parameters and keys as torchvision's resnet_fpn_backbone (which uses
     FrozenBatchNorm2d by default)."""
