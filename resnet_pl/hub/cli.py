@@ -126,6 +126,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from resnet_pl.factory import create_model
     from resnet_pl.hub.evaluate import (
         IDX_DATASETS,
         IMAGENET_NAMES,
@@ -136,7 +137,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         tolerance,
     )
     from resnet_pl.hub.pretrained import resolve_file
-    from resnet_pl.models.registry import create_model
 
     e = get_weights(args.name)
     try:

@@ -35,6 +35,7 @@ from resnet_pl.hub.pretrained import (
     structural_kwargs,
 )
 from resnet_pl.hub.weights import WeightsVerificationError, _tuples, jsonable, package_version
+from resnet_pl.models.registry import get_builder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -59,10 +60,8 @@ def _check_rebuildable(
 ) -> None:
     """Build ``arch`` with the options to be saved (on the meta device: free) and check its state
     dict has the same keys and shapes, so the folder is sure to load strictly."""
-    from resnet_pl.models.registry import create_model
-
     with torch.device("meta"):
-        twin = create_model(arch, num_classes=num_classes, in_chans=in_chans, **arch_kwargs)
+        twin = get_builder(arch)(num_classes=num_classes, in_chans=in_chans, **arch_kwargs)
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in twin.state_dict().items()}
     if want != got:
@@ -241,8 +240,6 @@ def from_pretrained(
     re-initialised classifier if ``num_classes`` differs and an adapted stem if ``in_chans``
     differs (each warned about). Extra ``kwargs`` go to the builder (e.g. ``drop_path_rate``).
     """
-    from resnet_pl.models.registry import create_model
-
     config_path, weights_path = _fetch(name_or_path, revision, token)
     config = read_config(config_path)
     if not weights_path.is_file():
@@ -258,8 +255,7 @@ def from_pretrained(
     state = read_state_dict(weights_path, "safetensors")
     arch = str(config["architecture"])
     options = {**dict(config.get("arch_kwargs") or {}), **kwargs}
-    model = create_model(
-        arch,
+    model = get_builder(arch)(
         num_classes=int(config["num_classes"]) if num_classes is None else num_classes,
         in_chans=int(config["in_chans"]) if in_chans is None else in_chans,
         **options,

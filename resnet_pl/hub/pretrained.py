@@ -48,6 +48,7 @@ from resnet_pl.hub.weights import (
     WeightsVerificationError,
     get_weights,
 )
+from resnet_pl.models.registry import get_default_cfg
 
 CACHE_ENV = "RESNET_PL_CACHE"
 OFFLINE_ENVS = ("RESNET_PL_OFFLINE", "HF_HUB_OFFLINE")
@@ -508,8 +509,6 @@ def model_cfg(
 ) -> dict[str, Any]:
     """``model.pretrained_cfg`` for a model built from weights: the architecture's default cfg,
     the weights' cfg, then the adaptations (classes, channels) reflected in it."""
-    from resnet_pl.models.registry import get_default_cfg
-
     cfg: dict[str, Any] = {**get_default_cfg(arch), **dict(entry_cfg)}
     cfg["architecture"] = arch
     cfg["weights"] = name
