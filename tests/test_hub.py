@@ -681,11 +681,11 @@ def test_publish_measures_and_writes_a_shipped_entry(
             str(fake_checkpoint),
             "--tag",
             "hubtest_pub",
-            "--out-dir",
+            "--out_dir",
             str(out),
             "--limit",
             "300",
-            "--not-default",
+            "--not_default",
             "--recipe",
             "resnet-pl fit x",
         ]
@@ -726,7 +726,7 @@ def test_export_checkpoint_writes_a_loadable_folder(
     fake_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "folder"
-    assert hub_main(["export-checkpoint", str(fake_checkpoint), str(out), "--no-measure"]) == 0
+    assert hub_main(["export-checkpoint", str(fake_checkpoint), str(out), "--no_measure"]) == 0
     assert "model.safetensors" in capsys.readouterr().out
     model = resnet_pl.ResNet.from_pretrained(out)
     ckpt = torch.load(fake_checkpoint, weights_only=True)
@@ -758,7 +758,7 @@ def test_cli_verify_imagenet_entry_without_data_checks_hash_only(
     assert hub_main(["verify", entry.name]) == 1  # not downloaded, and no --download
     assert hub_main(["verify", entry.name, "--download"]) == 0
     out = capsys.readouterr().out
-    assert "ok   hash" in out and "--data-dir" in out
+    assert "ok   hash" in out and "--data_dir" in out
 
 
 def test_measure_folder_reads_an_imagenet_style_folder(tmp_path: Path) -> None:
@@ -880,3 +880,19 @@ def test_shipped_fashion_mnist_weights_reach_recorded_accuracy(
     assert got["top1"] == pytest.approx(metrics["first_2000"]["top1"], abs=0.1)
     assert got["top5"] == pytest.approx(metrics["first_2000"]["top5"], abs=0.1)
     assert metrics["n"] == 10_000 and metrics["top1"] > 85.0  # a properly trained ResNet-20
+
+
+def test_hub_cli_help_and_old_spellings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert hub_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("list", "info", "verify", "export-checkpoint", "publish"):
+        assert command in out
+    assert hub_main(["verify", "--help"]) == 0
+    assert "--data_dir" in capsys.readouterr().out
+    # The dashed spelling of earlier releases still parses, with a deprecation notice.
+    assert hub_main(["info", "resnet20.fashion_mnist", "--all-categories"]) == 0
+    captured = capsys.readouterr()
+    assert "Ankle boot" in captured.out
+    assert "--all-categories is deprecated, use --all_categories" in captured.err
+    assert hub_main(["info", "resnet20.fashion_mnist", "--nope"]) == 2
+    assert "resnet-pl hub --help" in capsys.readouterr().err

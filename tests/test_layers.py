@@ -39,6 +39,7 @@ LAYER_OF_PREFIX = {
     "resnet_pl.lightning": 4,
     "resnet_pl.deploy": 4,
     "resnet_pl.cli": 5,
+    "resnet_pl.cliutil": 5,
     "resnet_pl.hub.cli": 5,
     "resnet_pl.deploy.cli": 5,
 }
