@@ -25,7 +25,8 @@ from functools import cache
 import torch
 from torch import nn
 
-from resnet_pl.models.registry import count_flops, create_model, get_default_cfg
+from resnet_pl.factory import create_model
+from resnet_pl.models.registry import count_flops, get_default_cfg
 
 _SPEC = re.compile(r"^(?:(?P<head>deeplabv3|fcn)_)?(?P<arch>[a-z0-9_]+?)(?:-os(?P<os>\d+))?$")
 NUM_CLASSES = 21  # torchvision's segmentation default (Pascal VOC)

@@ -37,7 +37,8 @@ from torch import Tensor, nn
 from benchmarks import dense
 from benchmarks.aggregate import Measurement
 from benchmarks.plan import Case, forward_flops
-from resnet_pl.models.registry import count_flops, count_params, create_model
+from resnet_pl.factory import create_model
+from resnet_pl.models.registry import count_flops, count_params
 
 OURS = "resnet_pl"
 TWIN = "torchvision"

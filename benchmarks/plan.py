@@ -16,7 +16,8 @@ from functools import cache
 from typing import Any
 
 from benchmarks import dense
-from resnet_pl.models.registry import get_default_cfg, model_info
+from resnet_pl.factory import model_info
+from resnet_pl.models.registry import get_default_cfg
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 MEMORY_FORMATS = ("contiguous", "channels_last")

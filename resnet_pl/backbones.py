@@ -42,7 +42,8 @@ from torchvision.ops.feature_pyramid_network import (
 )
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from resnet_pl.models import ResNet, create_model
+from resnet_pl.factory import create_model
+from resnet_pl.models import ResNet
 
 __all__ = [
     "anchor_generator",

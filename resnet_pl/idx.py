@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from resnet_pl.errors import ResNetPLError
+
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(ResNetPLError, ValueError):
     """A file that is not a complete unsigned-byte IDX file; the message names it."""
 
 

@@ -17,8 +17,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from resnet_pl import backbones
-from resnet_pl.models import create_model
+from resnet_pl import backbones, create_model
 
 
 @pytest.fixture(scope="module", autouse=True)

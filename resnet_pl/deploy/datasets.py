@@ -11,19 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from resnet_pl.errors import DatasetUnavailableError
 from resnet_pl.idx import FASHION_MNIST_CLASSES, read_idx
 
-__all__ = ["FASHION_MNIST_CLASSES", "load_fashion_mnist", "read_idx"]
+__all__ = ["FASHION_MNIST_CLASSES", "DatasetUnavailableError", "load_fashion_mnist", "read_idx"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-
-class DatasetUnavailableError(FileNotFoundError):
-    """The dataset's files are not on this machine; the message names the folders tried."""
 
 
 def fashion_mnist_available(data_dir: Path | None = None) -> bool:

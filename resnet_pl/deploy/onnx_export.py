@@ -45,6 +45,7 @@ from resnet_pl.deploy.datasets import fashion_mnist_available, load_fashion_mnis
 from resnet_pl.deploy.fold import fold_batchnorm as _fold
 from resnet_pl.deploy.preprocess import preprocess_uint8, resolve_data_cfg
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model, sha256_file
+from resnet_pl.errors import ResNetPLError
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
 DataLike = Tensor | np.ndarray | tuple[Any, Any] | Sequence[Tensor] | str
@@ -105,15 +106,15 @@ def _describe_tolerance(dtype: str) -> str:
     )
 
 
-class ExportOptionError(ValueError):
+class ExportOptionError(ResNetPLError, ValueError):
     """An export option that cannot work; the message names the option and the fix."""
 
 
-class ExportError(RuntimeError):
+class ExportError(ResNetPLError, RuntimeError):
     """The exporter itself failed (and no fallback was allowed or possible)."""
 
 
-class ExportVerificationError(RuntimeError):
+class ExportVerificationError(ResNetPLError, RuntimeError):
     """The exported file does not reproduce PyTorch within tolerance. ``report`` holds every
     check; the message is the table."""
 

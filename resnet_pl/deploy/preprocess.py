@@ -26,6 +26,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode, v2
 
+from resnet_pl.errors import ResNetPLError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SMALL_IMAGE_MAX = 64  # inputs up to this side default to crop_pct 1.0
@@ -42,7 +44,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(ResNetPLError, ValueError):
     """A file that cannot be used as an image; the message says why in one line."""
 
 

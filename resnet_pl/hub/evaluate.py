@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from resnet_pl.errors import DatasetUnavailableError
+
 IDX_DATASETS = ("fashion_mnist", "mnist")
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn")
 IMAGENET_NAMES = ("imagenet-1k", "imagenet")
@@ -26,10 +28,6 @@ IMAGENET_NAMES = ("imagenet-1k", "imagenet")
 TOLERANCE_SAME_IMAGES = 0.1  # percentage points
 TOLERANCE_PUBLISHED = 0.3
 SUBSET_SIGMAS = 3.0
-
-
-class DatasetUnavailableError(FileNotFoundError):
-    """The dataset to measure on is not available here; the message says what to pass."""
 
 
 def load_eval_images(

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import pickle
 
+from resnet_pl.errors import ResNetPLError
 
-class ConfigError(ValueError):
+
+class ConfigError(ResNetPLError, ValueError):
     """A bad option (name, value, or output folder), found before any training step runs."""
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(ResNetPLError, FileNotFoundError):
     """A dataset's files are missing; the message names the paths tried and how to get them."""
 
 
-class BadDataError(ValueError):
+class BadDataError(ResNetPLError, ValueError):
     """Data files that exist but cannot be used (corrupt, truncated, inconsistent); the
     message names the file."""
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(ResNetPLError, FloatingPointError):
     """The loss became NaN or infinite; the message names the step and batch."""
 
 
@@ -31,11 +33,11 @@ class NonFiniteWeightsError(NonFiniteLossError):
     good checkpoint stays in place."""
 
 
-class BadCheckpointError(ValueError):
+class BadCheckpointError(ResNetPLError, ValueError):
     """A checkpoint file that is truncated, empty or not a PyTorch checkpoint at all."""
 
 
-class UntrustedCheckpointError(pickle.UnpicklingError):
+class UntrustedCheckpointError(ResNetPLError, pickle.UnpicklingError):
     """A checkpoint that ``torch.load(weights_only=True)`` refuses: it holds objects whose
     unpickling could run code. Loading it needs an explicit opt-in for trusted files."""
 

@@ -1,4 +1,4 @@
-"""Residual networks: one configurable :class:`ResNet` and one-line builders for each variant.
+"""Residual networks: one configurable :class:`ResNet` and its blocks.
 
 Papers:
 - Deep Residual Learning for Image Recognition, He et al. 2015, https://arxiv.org/abs/1512.03385
@@ -11,7 +11,8 @@ Papers:
 
 Attribute names (``conv1``, ``bn1``, ``layer1`` ... ``layer4``, ``fc``, ``downsample``) follow
 torchvision, so an ImageNet-family model loads a torchvision ``state_dict`` with ``strict=True``.
-The file reads top to bottom: helpers, blocks, the network, then the builders.
+The file reads top to bottom: helpers, blocks, the network; the named builders
+(``resnet50()`` ...) are in :mod:`resnet_pl.models.builders`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
-from resnet_pl.hub.mixin import HubMixin
-from resnet_pl.models.registry import register_model
+from resnet_pl.models.hub_hooks import HubMixin
 
 Stem = Literal["imagenet", "small"]
 Shortcut = Literal["A", "B"]
@@ -603,104 +603,3 @@ def _check_input(x: Tensor, in_chans: int) -> None:
             f"convert the images to {in_chans} channel(s) or build the model with "
             f"in_chans={x.shape[1] if x.dim() == 4 else '...'}"
         )
-
-
-# --------------------------------------------------------------------------------------------
-# Builders: each differs from the others only in data.
-# --------------------------------------------------------------------------------------------
-_IMAGENET = {"input_size": (3, 224, 224), "family": "imagenet"}
-_SMALL = {"input_size": (3, 32, 32), "family": "small"}
-
-
-def _imagenet(layers: Sequence[int], block: BlockType, **defaults: Any) -> Any:
-    def build(**kwargs: Any) -> ResNet:
-        return ResNet(layers, block, **{**defaults, **kwargs})
-
-    return build
-
-
-def _cifar(depth: int, block: BlockType = "basic", **defaults: Any) -> Any:
-    """CIFAR ResNets: 3 stages of 16/32/64 planes, n = (depth - 2) / 6 basic blocks each
-    (or (depth - 2) / 9 bottlenecks)."""
-    per_stage = (depth - 2) // (6 if block == "basic" else 9)
-    base = {
-        "num_classes": 10,
-        "stem": "small",
-        "widths": (16, 32, 64),
-        "shortcut": "A" if block == "basic" else "B",
-    }
-    return _imagenet((per_stage,) * 3, block, **{**base, **defaults})
-
-
-def _wrn(depth: int, k: int) -> Any:
-    """WRN-depth-k: pre-activation basic blocks, (depth - 4) / 6 per stage, widths 16k/32k/64k."""
-    per_stage = (depth - 4) // 6
-    return _imagenet(
-        (per_stage,) * 3,
-        "basic",
-        num_classes=10,
-        stem="small",
-        widths=(16 * k, 32 * k, 64 * k),
-        stem_width=16,
-        preact=True,
-        shortcut="B",
-    )
-
-
-_ARCHS: dict[str, tuple[Any, dict[str, Any], str]] = {
-    # name: (builder, default cfg, paper)
-    "resnet18": (_imagenet((2, 2, 2, 2), "basic"), _IMAGENET, "1512.03385"),
-    "resnet34": (_imagenet((3, 4, 6, 3), "basic"), _IMAGENET, "1512.03385"),
-    "resnet50": (_imagenet((3, 4, 6, 3), "bottleneck"), _IMAGENET, "1512.03385"),
-    "resnet101": (_imagenet((3, 4, 23, 3), "bottleneck"), _IMAGENET, "1512.03385"),
-    "resnet152": (_imagenet((3, 8, 36, 3), "bottleneck"), _IMAGENET, "1512.03385"),
-    "resnext50_32x4d": (
-        _imagenet((3, 4, 6, 3), "bottleneck", groups=32, width_per_group=4),
-        _IMAGENET,
-        "1611.05431",
-    ),
-    "resnext101_32x8d": (
-        _imagenet((3, 4, 23, 3), "bottleneck", groups=32, width_per_group=8),
-        _IMAGENET,
-        "1611.05431",
-    ),
-    "resnext101_64x4d": (
-        _imagenet((3, 4, 23, 3), "bottleneck", groups=64, width_per_group=4),
-        _IMAGENET,
-        "1611.05431",
-    ),
-    "wide_resnet50_2": (
-        _imagenet((3, 4, 6, 3), "bottleneck", width_per_group=128),
-        _IMAGENET,
-        "1605.07146",
-    ),
-    "wide_resnet101_2": (
-        _imagenet((3, 4, 23, 3), "bottleneck", width_per_group=128),
-        _IMAGENET,
-        "1605.07146",
-    ),
-    "preact_resnet18": (_imagenet((2, 2, 2, 2), "basic", preact=True), _IMAGENET, "1603.05027"),
-    "preact_resnet34": (_imagenet((3, 4, 6, 3), "basic", preact=True), _IMAGENET, "1603.05027"),
-    "preact_resnet50": (
-        _imagenet((3, 4, 6, 3), "bottleneck", preact=True),
-        _IMAGENET,
-        "1603.05027",
-    ),
-    "resnet20": (_cifar(20), _SMALL, "1512.03385"),
-    "resnet32": (_cifar(32), _SMALL, "1512.03385"),
-    "resnet44": (_cifar(44), _SMALL, "1512.03385"),
-    "resnet56": (_cifar(56), _SMALL, "1512.03385"),
-    "resnet110": (_cifar(110), _SMALL, "1512.03385"),
-    "resnet1202": (_cifar(1202), _SMALL, "1512.03385"),
-    "preact_resnet20": (_cifar(20, preact=True), _SMALL, "1603.05027"),
-    "preact_resnet110": (_cifar(110, preact=True), _SMALL, "1603.05027"),
-    "preact_resnet164": (_cifar(164, "bottleneck", preact=True), _SMALL, "1603.05027"),
-    "preact_resnet1001": (_cifar(1001, "bottleneck", preact=True), _SMALL, "1603.05027"),
-    "wrn_16_4": (_wrn(16, 4), _SMALL, "1605.07146"),
-    "wrn_16_8": (_wrn(16, 8), _SMALL, "1605.07146"),
-    "wrn_28_10": (_wrn(28, 10), _SMALL, "1605.07146"),
-    "wrn_40_4": (_wrn(40, 4), _SMALL, "1605.07146"),
-}
-
-for _name, (_builder, _cfg, _paper) in _ARCHS.items():
-    register_model(_name, _builder, {**_cfg, "paper": f"https://arxiv.org/abs/{_paper}"})
