@@ -88,3 +88,14 @@ class TestTimeAugmentation(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return tta_logits(self.model, x, self.mode)
+
+
+def with_tta(model: nn.Module, mode: str | None) -> nn.Module:
+    """``model`` wrapped to average over ``mode``'s views, or ``model`` itself for ``none``.
+
+    Deployment paths (``classify``, ONNX export, ``hub verify``) call this with the mode a
+    checkpoint or weight record carries, so they see what ``resnet-pl test`` measured.
+    """
+    mode = mode or "none"
+    check_mode(mode)
+    return model if mode == "none" else TestTimeAugmentation(model, mode)
