@@ -43,6 +43,33 @@ REFERENCE_FIELDS = (
     "speedup_vs_eager_fp32",
 )
 BASELINE = {"precision": "fp32", "memory_format": "contiguous", "backend": "eager"}
+# Filled in for deploy rows: what the path needed to set up, what it ran, and how accurate it is
+# on real images (see benchmarks/deploy.py). Accuracy is measured once per path, at its
+# throughput batch, and copied to the path's other rows by attach_references.
+ACCURACY_FIELDS = (
+    "top1",
+    "top1_delta_vs_eager_fp32",
+    "top1_agreement_vs_eager_fp32",
+    "logits_rel_rms_vs_eager_fp32",
+    "eval_samples",
+    "eval_data",
+)
+DEPLOY_FIELDS = (
+    "compile_s",
+    "export_s",
+    "model_file",
+    "model_file_mb",
+    "runtime",
+    "runtime_threads",
+    "runtime_settings",
+    "precision_hint",
+    "runtime_precision",
+    "peak_mem_rise_mb",
+    *ACCURACY_FIELDS,
+)
+PATH_FIELDS = ("arch", "impl", "mode", "input_size", "precision", "memory_format", "backend",
+               "device", "loader")  # fmt: skip
+DEFAULT_ACCURACY_BUDGET = 0.3  # points of top-1 a recommended path may lose
 TRAIN_FLOPS_FACTOR = 3
 
 # Dense (no sparsity) peak TFLOP/s from the vendors' datasheets. fp32 is the plain (non-tensor
@@ -205,6 +232,8 @@ ROW_FIELDS = (
     "params",
     "oom_retries",
     *REFERENCE_FIELDS,
+    # Deployment rows (the deploy suite; None elsewhere).
+    *DEPLOY_FIELDS,
     "note",
 )
 
@@ -248,13 +277,14 @@ def attach_references(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
       contiguous row at the same arch, mode, batch, input size and loader setting.
     """
     out = [dict(r) for r in rows]
+    _share_accuracy(out)
     ok = {(case_key(r), r["impl"]): r for r in out if r.get("status") == "ok"}
     for r in out:
         for k in REFERENCE_FIELDS:
             r.setdefault(k, None)
         if r.get("status") != "ok":
             continue
-        notes = [r["note"]] if r.get("note") else []
+        notes = r["note"].split("; ") if r.get("note") else []  # a re-render adds nothing twice
         base = ok.get((case_key(r, **BASELINE), r["impl"]))
         if base is not None:
             r["speedup_vs_eager_fp32"] = r["images_per_s"] / base["images_per_s"]
@@ -282,3 +312,135 @@ def attach_references(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
                 notes.append("torchvision twin not measured")
         r["note"] = "; ".join(dict.fromkeys(notes)) or None
     return [complete_row(r) for r in out]
+
+
+def _share_accuracy(rows: list[dict[str, Any]]) -> None:
+    """Copy a path's accuracy fields (measured at one batch size) to its rows at other batch
+    sizes, which run the same model, file and runtime."""
+    measured: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        if r.get("status") == "ok" and r.get("eval_samples"):
+            measured.setdefault(tuple(r.get(k) for k in PATH_FIELDS), r)
+    for r in rows:
+        src = measured.get(tuple(r.get(k) for k in PATH_FIELDS))
+        if r.get("status") == "ok" and src is not None and not r.get("eval_samples"):
+            for k in ACCURACY_FIELDS:
+                r[k] = src.get(k)
+            where = f"accuracy measured at batch {src['batch_size']}"
+            r["note"] = "; ".join(n for n in (r.get("note"), where) if n)
+
+
+def accuracy_loss(row: Mapping[str, Any]) -> tuple[float | None, str]:
+    """Points of top-1 a row loses against eager fp32, and what they are: ``"top-1"`` on real
+    labels, or ``"disagreement"`` with eager fp32's labels (stand-in images, random weights);
+    ``(None, "unknown")`` when the row has neither."""
+    if row.get("top1_delta_vs_eager_fp32") is not None:
+        return max(0.0, -float(row["top1_delta_vs_eager_fp32"])), "top-1"
+    if row.get("top1_agreement_vs_eager_fp32") is not None:
+        return 100.0 - float(row["top1_agreement_vs_eager_fp32"]), "disagreement"
+    if (row.get("backend"), row.get("precision"), row.get("memory_format")) == (
+        "eager",
+        "fp32",
+        "contiguous",
+    ):
+        return 0.0, "reference"
+    return None, "unknown"
+
+
+def path_label(row: Mapping[str, Any]) -> str:
+    """A deployment path in words: ``PyTorch eager fp32 channels_last``, ``ONNX Runtime int8
+    file``, ``torchvision eager fp32`` ..."""
+    backend, prec = str(row.get("backend")), row.get("precision")
+    who = "torchvision" if row.get("impl") == "torchvision" else "PyTorch"
+    if backend.startswith("export:"):
+        runtime = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}.get(
+            backend.partition(":")[2], backend
+        )
+        return f"{runtime}, {prec} file"
+    fmt = " channels_last" if row.get("memory_format") == "channels_last" else ""
+    if backend.startswith("compile:"):
+        mode = backend.partition(":")[2]
+        return f"{who} torch.compile{'' if mode == 'default' else ' ' + mode} {prec}{fmt}"
+    amp = " autocast" if prec in ("bf16", "fp16") else ""
+    return f"{who} {backend} {prec}{amp}{fmt}"
+
+
+def recommend(
+    rows: Sequence[Mapping[str, Any]], budget: float = DEFAULT_ACCURACY_BUDGET
+) -> list[dict[str, Any]]:
+    """Per arch: the fastest path (images/s at the arch's largest measured batch) whose
+    accuracy loss (see :func:`accuracy_loss`) is within ``budget`` points, with the runner-up
+    candidates' count and the command that produces its file.
+
+    Rows with unknown accuracy are not candidates (except the eager fp32 reference, which loses
+    nothing by definition). Returns one dict per arch, in the rows' order: ``arch``, ``row``
+    (the chosen row), ``batch``, ``loss``, ``loss_kind``, ``budget``, ``candidates``,
+    ``excluded`` (label -> why), ``latency_row`` (the same path at batch 1, if measured),
+    ``command``.
+    """
+    out: list[dict[str, Any]] = []
+    archs = list(dict.fromkeys(r["arch"] for r in rows if r.get("status") == "ok"))
+    for arch in archs:
+        ok = [r for r in rows if r["arch"] == arch and r.get("status") == "ok"]
+        if not ok:
+            continue
+        batch = max(r["requested_batch_size"] for r in ok)
+        at_batch = [r for r in ok if r["requested_batch_size"] == batch]
+        candidates, excluded = [], {}
+        for r in at_batch:
+            loss, kind = accuracy_loss(r)
+            if loss is None:
+                excluded[path_label(r)] = "accuracy not measured"
+            elif loss > budget + 1e-9:
+                excluded[path_label(r)] = f"loses {loss:.2f} points ({kind}) > {budget:g}"
+            else:
+                candidates.append((r, loss, kind))
+        if not candidates:
+            continue
+        best, loss, kind = max(candidates, key=lambda c: c[0]["images_per_s"])
+        same_path = [
+            r
+            for r in ok
+            if r["requested_batch_size"] == 1 and all(r.get(k) == best.get(k) for k in PATH_FIELDS)
+        ]
+        out.append(
+            {
+                "arch": arch,
+                "row": dict(best),
+                "label": path_label(best),
+                "batch": batch,
+                "loss": loss,
+                "loss_kind": kind,
+                "budget": budget,
+                "candidates": len(candidates),
+                "excluded": excluded,
+                "latency_row": dict(same_path[0]) if same_path else None,
+                "command": deploy_command(best),
+            }
+        )
+    return out
+
+
+def deploy_command(row: Mapping[str, Any]) -> str:
+    """How to get the path of ``row`` as a user: the ``resnet-pl export`` command that writes its
+    file and the ``resnet-pl classify`` command that runs it, or the PyTorch settings."""
+    arch, prec, backend = str(row["arch"]), str(row["precision"]), str(row["backend"])
+    if backend.startswith("export:"):
+        runtime = backend.partition(":")[2]
+        out = f"{arch.replace('.', '_')}-{prec}.onnx"
+        cmd = f"resnet-pl export {arch} -o {out} --dtype {prec}"
+        if prec == "int8":
+            tagged = "." in arch
+            data = "fashion_mnist" if tagged and "fashion_mnist" in arch else "DIR_OF_YOUR_IMAGES"
+            cmd += f" --calibration-data {data}"
+        return f"{cmd} && resnet-pl classify --model {out} --runtime {runtime} IMAGES..."
+    steps = []
+    if row.get("memory_format") == "channels_last":
+        steps.append("model.to(memory_format=torch.channels_last)")
+    if prec == "bf16":
+        steps.append('torch.autocast("cpu", dtype=torch.bfloat16)')
+    if backend.startswith("compile:"):
+        steps.append(f'torch.compile(model, mode="{backend.partition(":")[2]}")')
+    how = ", ".join(steps) or "plain eager fp32"
+    build = f'"{arch}", pretrained=True' if "." in arch else f'"{arch}"'
+    return f"PyTorch (no file to export): resnet_pl.create_model({build}) + {how}"

@@ -18,6 +18,8 @@ possible, the process's lifetime peak (``resource.getrusage``).
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import gc
 import re
 import resource
@@ -25,20 +27,21 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks import dense
 from benchmarks.aggregate import Measurement
-from benchmarks.plan import Case, forward_flops
+from benchmarks.plan import Case, arch_cfg, forward_flops
 from resnet_pl.factory import create_model
-from resnet_pl.models.registry import count_flops, count_params
+from resnet_pl.models.registry import count_flops, count_params, split_name
 
 OURS = "resnet_pl"
 TWIN = "torchvision"
@@ -56,6 +59,8 @@ class Settings:
     repeats: int
     loader_workers: int = 0
     seed: int = 0
+    eval_samples: int = 0  # real images for the accuracy columns (0: none)
+    calibration_samples: int = 256
 
 
 class OutOfMemory(RuntimeError):
@@ -135,8 +140,13 @@ def twin_flops(arch: str, input_size: int) -> int:
         return dense.flops(arch, input_size, twin=True)
 
     with torch.device("meta"):
-        model = torchvision.models.get_model(arch, weights=None)
+        model = torchvision.models.get_model(split_name(arch)[0], weights=None)
     return count_flops(model, (3, input_size, input_size))
+
+
+def _host_backend(case: Case) -> bool:
+    """Rows whose runtime takes host (numpy) arrays: ONNX Runtime and the export rows."""
+    return case.backend.startswith(("onnxruntime", "export:"))
 
 
 # ---- inputs ----------------------------------------------------------------------------------
@@ -149,10 +159,11 @@ class Inputs:
         self.case = case
         self.batch_size = batch_size
         self.num_classes = num_classes
-        # ONNX Runtime takes host arrays, so its batches stay on the CPU.
-        self.device = "cpu" if case.backend.startswith("onnxruntime") else case.device
+        # ONNX Runtime and OpenVINO take host arrays, so their batches stay on the CPU.
+        self.device = "cpu" if _host_backend(case) else case.device
         self.format = _memory_format(case)
-        size = (batch_size, 3, case.input_size, case.input_size)
+        chans = int(arch_cfg(case.arch)["input_size"][0])
+        size = (batch_size, chans, case.input_size, case.input_size)
         self._iter: Iterator[list[Tensor]] | None = None
         if not case.loader:  # made on the device: no host copy in setup or in the timed steps
             g = torch.Generator(device=self.device).manual_seed(settings.seed)
@@ -176,8 +187,8 @@ class Inputs:
             pin_memory=self.device == "cuda",
             persistent_workers=workers > 0,
         )
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+        mean = torch.tensor(IMAGENET_MEAN[:chans]).view(1, chans, 1, 1) * 255
+        std = torch.tensor(IMAGENET_STD[:chans]).view(1, chans, 1, 1) * 255
         self.mean, self.std = mean.to(self.device), std.to(self.device)
         self.x, self.y = self.next()  # a batch of the right shape for static buffers
 
@@ -202,12 +213,18 @@ class Inputs:
 # ---- runners ---------------------------------------------------------------------------------
 def build_model(impl: str, case: Case, ours: nn.Module | None) -> nn.Module:
     """Our model, or torchvision's with our weights copied in (identical numbers make the two
-    run identical arithmetic, denormals included). ONNX rows build on the CPU for export."""
-    device = "cpu" if case.backend.startswith("onnxruntime") else case.device
+    run identical arithmetic, denormals included). ONNX rows build on the CPU for export. An
+    ``arch.tag`` name loads those pretrained weights (sha256-checked)."""
+    device = "cpu" if _host_backend(case) else case.device
     spec = dense.parse(case.arch)
+    arch, tag = split_name(case.arch) if spec is None else (case.arch, None)
     with torch.device(device):
         if impl == OURS:
-            return create_model(case.arch) if spec is None else dense.build(case.arch)
+            if ours is not None:  # the same weights for every row of a group
+                return copy.deepcopy(ours).to(device)
+            if spec is not None:
+                return dense.build(case.arch)
+            return create_model(case.arch, pretrained=tag is not None)
         import torchvision
 
         if spec is not None:
@@ -216,7 +233,7 @@ def build_model(impl: str, case: Case, ours: nn.Module | None) -> nn.Module:
                 raise ValueError(f"torchvision has no model matching {case.arch!r}")
             model = twin
         else:
-            model = torchvision.models.get_model(case.arch, weights=None)
+            model = torchvision.models.get_model(arch, weights=None)
     if ours is not None:
         model.load_state_dict(ours.state_dict())
     return model
@@ -224,10 +241,10 @@ def build_model(impl: str, case: Case, ours: nn.Module | None) -> nn.Module:
 
 def _torch_step(
     model: nn.Module, case: Case, cache_enabled: bool = True
-) -> tuple[Step, torch.optim.Optimizer | None]:
+) -> tuple[Step, torch.optim.Optimizer | None, Callable[[Tensor], Tensor]]:
     """One eager (or compiled) step: inference under ``inference_mode``, or training with
     cross-entropy, backward and an SGD step (fp16 with a GradScaler, as fp16 training needs).
-    Returns the step and its optimizer (``None`` for inference)."""
+    Returns the step, its optimizer (``None`` for inference) and the forward it calls."""
     fn: Callable[[Tensor], Tensor] = model
     if case.backend.startswith("compile:"):
         fn = torch.compile(model, mode=case.backend.partition(":")[2])  # type: ignore[assignment]
@@ -238,7 +255,7 @@ def _torch_step(
             with torch.inference_mode(), _amp(case, cache_enabled):
                 fn(x)
 
-        return infer, None
+        return infer, None, fn
 
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
@@ -260,14 +277,14 @@ def _torch_step(
             opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return train, opt
+    return train, opt, fn
 
 
 def _cudagraph_step(model: nn.Module, case: Case, x: Tensor, y: Tensor) -> Step:
     """Capture one whole step (forward; or forward, backward and SGD step) in a CUDA graph
     reading from the static buffers ``x``/``y``; each call copies a new batch in if one is given
     and replays the graph. Eager kernels, no per-kernel launch cost."""
-    eager, opt = _torch_step(model, case, cache_enabled=False)
+    eager, opt, _ = _torch_step(model, case, cache_enabled=False)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up outside capture: cuDNN/cuBLAS state, momentum
@@ -337,27 +354,50 @@ class Runner:
     persistent_bytes: int | None
     params: int
     flops_per_image: int
+    case: Case | None = None
+    # The forward pass as a call on a preprocessed batch (for the accuracy columns), and what
+    # to record about the backend (compile/export time, runtime, threads, precisions).
+    forward: Callable[[Tensor], Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def make_runner(
-    impl: str, case: Case, inputs: Inputs, ours: nn.Module | None, settings: Settings, tmp: Path
+    impl: str,
+    case: Case,
+    inputs: Inputs,
+    ours: nn.Module | None,
+    settings: Settings,
+    tmp: Path,
+    data: Any = None,
 ) -> tuple[Runner, nn.Module]:
     """Build, set up for the backend and warm up one implementation. The setup time (model
-    build, export, compile or capture, and warm-up) is recorded in the row as ``setup_s``."""
+    build, export, compile or capture, and warm-up) is recorded in the row as ``setup_s``;
+    torch.compile's first call (the compilation) also as ``compile_s``, and the export of a
+    file as ``export_s``. ``data`` (:class:`benchmarks.deploy.EvalData`) holds the calibration
+    images int8 export rows need."""
     _sync(case.device)
     before = torch.cuda.memory_allocated() if case.device == "cuda" else 0
     t0 = time.perf_counter()
     model = build_model(impl, case, ours)
-    if not case.backend.startswith("onnxruntime"):
+    info: dict[str, Any] = {}
+    forward: Callable[[Tensor], Any] | None = None
+    if not _host_backend(case):
         model = model.to(memory_format=_memory_format(case))
     if case.backend == "cudagraphs":
         step = _cudagraph_step(model, case, inputs.x, inputs.y)
     elif case.backend.startswith("onnxruntime"):
         step = _ort_step(model, case, impl, tmp, inputs.x)
+    elif case.backend.startswith("export:"):
+        step, forward, info = _export_step(model.eval(), case, inputs, data)
     else:
-        step = _torch_step(model, case)[0]
-    for _ in range(settings.warmup):
+        step, _, fn = _torch_step(model, case)
+        forward = _torch_forward(fn, case)
+    for i in range(settings.warmup):
+        ts = time.perf_counter()
         step(*inputs.next())
+        if i == 0 and case.backend.startswith("compile:"):
+            _sync(case.device)
+            info["compile_s"] = time.perf_counter() - ts  # the first call compiles
     _sync(case.device)
     setup_s = time.perf_counter() - t0
     ort_on_gpu = case.device == "cuda" and case.backend.startswith("onnxruntime")
@@ -369,8 +409,50 @@ def make_runner(
         if impl == OURS
         else twin_flops(case.arch, case.input_size)
     )
-    runner = Runner(impl, step, setup_s, persistent, count_params(model), flops)
+    runner = Runner(
+        impl, step, setup_s, persistent, count_params(model), flops, case, forward, info
+    )
     return runner, model
+
+
+def _torch_forward(fn: Callable[[Tensor], Tensor], case: Case) -> Callable[[Tensor], Tensor]:
+    """The row's forward (its memory format, autocast and compiled graph) on a CPU batch."""
+
+    def forward(x: Tensor) -> Tensor:
+        x = x.to(case.device).contiguous(memory_format=_memory_format(case))
+        with torch.inference_mode(), _amp(case):
+            return fn(x).float()
+
+    return forward
+
+
+def _export_step(
+    model: nn.Module, case: Case, inputs: Inputs, data: Any
+) -> tuple[Step, Callable[[Tensor], Any], dict[str, Any]]:
+    """The file ``export_onnx`` writes for this model at the row's dtype, in the row's runtime
+    (see :mod:`benchmarks.deploy`)."""
+    from benchmarks import deploy
+
+    if data is None:
+        data = deploy.EvalData(None, None, None, "no real images")
+    exported = deploy.exported_file(model, case, data)
+    threads = torch.get_num_threads()
+    runtime = case.backend.partition(":")[2]
+    if runtime == "openvino":
+        run, info = deploy.openvino_runner(exported.path, inputs.batch_size, threads)
+    else:
+        run, info = deploy.ort_runner(exported.path, threads)
+    info.update(
+        export_s=exported.export_s,
+        model_file=f"{exported.dtype} ONNX from resnet_pl.deploy.export_onnx "
+        f"({exported.exporter} exporter{', ' + exported.converter if exported.converter else ''})",
+        model_file_mb=exported.file_mb,
+    )
+
+    def step(x: Tensor, y: Tensor) -> None:
+        run(x)
+
+    return step, run, info
 
 
 def timed_repeat(
@@ -405,6 +487,159 @@ def timed_repeat(
         step_s.append(time.perf_counter() - ts)
     wall = time.perf_counter() - t0
     return wall, step_s, peak_rss_bytes()
+
+
+def current_rss_bytes() -> int | None:
+    """Resident set of this process now (``VmRSS``), or None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            match = re.search(r"VmRSS:\s+(\d+)\s+kB", f.read())
+        return int(match.group(1)) * 1024 if match else None
+    except OSError:
+        return None
+
+
+def measure_group(
+    cases: list[Case],
+    settings: Settings,
+    eval_cases: set[tuple[Any, ...]] | None = None,
+    failures: list[tuple[Case, str, str]] | None = None,
+) -> list[Measurement]:
+    """Time every case of one group (same arch, mode, batch and input size) together: one
+    set of weights, each case's runner set up and warmed up in turn, then ``repeats`` rounds in
+    which every runner does one timed repeat, the order reversed every other round (ABBA ...),
+    so that the eager fp32 reference and every deployment path share the machine's state.
+
+    For cases whose :meth:`Case.path_key` is in ``eval_cases``, the row also gets accuracy
+    columns (top-1 on the arch's real images, agreement with the group's eager fp32 row), from
+    the row's own forward at its own batch size (see :mod:`benchmarks.deploy`). On CPU each row
+    also records ``peak_mem_rise_mb``: how far the resident set rose above its level at the start
+    of the row's repeats (the row's own activations and workspace, without the other rows'
+    weights that the process-wide peak includes).
+
+    With a ``failures`` list, a case whose set-up raises is appended to it as
+    ``(case, impl, message)`` and the others are still measured; without one, it raises.
+    """
+    from benchmarks import deploy
+
+    first = cases[0]
+    steps = first.steps or settings.steps
+    repeats = first.repeats or settings.repeats
+    warmup = first.warmup if first.warmup is not None else settings.warmup
+    settings = dataclasses.replace(settings, steps=steps, repeats=repeats, warmup=warmup)
+    torch.manual_seed(settings.seed)
+    num_classes = 10 if first.family == "small" else 1000
+    n_eval = first.eval_samples if first.eval_samples is not None else settings.eval_samples
+    exports = any(c.backend.startswith("export:") for c in cases)
+    data = (
+        deploy.eval_data(first.arch, n_eval, settings.calibration_samples)
+        if n_eval or exports
+        else None
+    )
+    cuda = first.device == "cuda"
+    rss_resettable = (not cuda) and reset_peak_rss()
+    runners: list[Runner] = []
+    inputs: dict[int, Inputs] = {}
+    with tempfile.TemporaryDirectory(prefix="resnet-pl-bench-") as tmpdir:
+        reference = build_model(OURS, first, None).eval()
+        for case in cases:
+            for impl in (OURS, TWIN) if case.has_twin else (OURS,):
+                inp = Inputs(case, case.batch_size, num_classes, settings)
+                try:
+                    runner, _ = make_runner(
+                        impl, case, inp, reference, settings, Path(tmpdir), data
+                    )
+                except Exception as e:  # one broken path must not lose the group's others
+                    if failures is None:
+                        raise
+                    first_line = (str(e).strip().splitlines() or [""])[0]
+                    failures.append((case, impl, f"{type(e).__name__}: {first_line}"[:500]))
+                    continue
+                inputs[id(runner)] = inp
+                runners.append(runner)
+        results: dict[int, dict[str, Any]] = {
+            id(r): {"wall": [], "steps": [], "peak": None, "rise": None} for r in runners
+        }
+        for rep in range(settings.repeats):
+            order = runners if rep % 2 == 0 else runners[::-1]
+            for runner in order:
+                assert runner.case is not None
+                if rss_resettable:
+                    reset_peak_rss()
+                start_rss = current_rss_bytes() if not cuda else None
+                wall, step_s, peak = timed_repeat(
+                    runner, runner.case, inputs[id(runner)], settings.steps
+                )
+                res = results[id(runner)]
+                res["wall"].append(wall)
+                res["steps"].extend(step_s)
+                if peak is not None:
+                    res["peak"] = max(res["peak"] or 0, peak)
+                    if start_rss is not None and rss_resettable:
+                        res["rise"] = max(res["rise"] or 0, peak - start_rss)
+        accuracy = _group_accuracy(runners, data, eval_cases or set())
+    mem_kind = "cuda_allocated" if cuda else (
+        "process_rss_peak" if rss_resettable else "process_rss_lifetime_peak"
+    )  # fmt: skip
+    out = []
+    for r in runners:
+        assert r.case is not None
+        res = results[id(r)]
+        extra = {"setup_s": r.setup_s, "params": r.params, **r.info, **accuracy.get(id(r), {})}
+        if res["rise"] is not None:
+            extra["peak_mem_rise_mb"] = res["rise"] / 2**20
+        if data is not None and data.stand_in:
+            extra.setdefault("eval_data", data.description)
+        out.append(
+            Measurement(
+                case=r.case.as_dict(),
+                impl=r.impl,
+                batch_size=r.case.batch_size,
+                repeat_wall_s=res["wall"],
+                steps_per_repeat=settings.steps,
+                step_s=res["steps"],
+                flops_per_image=r.flops_per_image,
+                peak_mem_bytes=res["peak"],
+                peak_mem_kind=mem_kind if res["peak"] is not None else None,
+                extra=extra,
+            )
+        )
+    return out
+
+
+def _group_accuracy(
+    runners: list[Runner], data: Any, eval_cases: set[tuple[Any, ...]]
+) -> dict[int, dict[str, Any]]:
+    """Accuracy fields per runner (by id) for the runners whose path is in ``eval_cases``; the
+    reference is the group's resnet_pl eager fp32 contiguous runner."""
+    from benchmarks import deploy
+
+    if data is None or data.x is None:
+        return {}
+    todo = [
+        r
+        for r in runners
+        if r.forward is not None and r.case is not None and r.case.path_key() in eval_cases
+    ]
+    if not todo:
+        return {}
+    ref_runner = next(
+        (
+            r
+            for r in runners
+            if r.impl == OURS
+            and r.case is not None
+            and (r.case.backend, r.case.precision, r.case.memory_format)
+            == ("eager", "fp32", "contiguous")
+        ),
+        None,
+    )
+    logits: dict[int, np.ndarray] = {}
+    for r in ([ref_runner] if ref_runner is not None else []) + todo:
+        if r.forward is not None and r.case is not None and id(r) not in logits:
+            logits[id(r)] = deploy.batched_predict(r.forward, data.x, r.case.batch_size)
+    reference = logits.get(id(ref_runner)) if ref_runner is not None else None
+    return {id(r): deploy.accuracy_fields(logits[id(r)], reference, data) for r in todo}
 
 
 def measure_case(case: Case, settings: Settings, batch_size: int) -> list[Measurement]:

@@ -17,9 +17,14 @@ from typing import Any
 
 from benchmarks import dense
 from resnet_pl.factory import model_info
-from resnet_pl.models.registry import get_default_cfg
+from resnet_pl.models.registry import get_default_cfg, split_name
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+AUTOCAST_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+PRECISIONS = (*AUTOCAST_PRECISIONS, "int8")
+# Precisions of autocast (PyTorch rows); the export rows read fp32/fp16/int8 as the dtype of the
+# ONNX file that `resnet-pl export --dtype` writes.
+EXPORT_DTYPES = ("fp32", "fp16", "int8")
+EXPORT_RUNTIMES = ("onnxruntime", "openvino")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 MODES = ("infer", "train")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -49,6 +54,40 @@ DENSE_ARCHS = (
 )
 
 
+def arch_cfg(name: str) -> dict[str, Any]:
+    """The default cfg of a registry name; for ``arch.tag`` (pretrained weights) with the
+    weights' own input size and dataset, so a tagged model is timed on the input it takes."""
+    if dense.parse(name) is not None:  # a dense-prediction spec on a registered arch
+        dense.check(name)
+        return get_default_cfg(dense.base_arch(name))
+    arch, tag = split_name(name)
+    cfg = get_default_cfg(arch)  # raises UnknownModelError (a ValueError) on unknown names
+    if tag is not None:
+        from resnet_pl.hub.weights import get_weights
+
+        entry = get_weights(arch, tag)
+        record = dict(entry.pretrained_cfg)
+        size = record.get("input_size") or cfg["input_size"]
+        cfg.update(input_size=(entry.in_chans, *tuple(size)[1:]), dataset=record.get("dataset"))
+        keys = ("mean", "std", "interpolation", "crop_pct")
+        cfg.update({k: record[k] for k in keys if k in record})
+        cfg["pretrained"] = True
+    return cfg
+
+
+def openvino_version() -> str | None:
+    """OpenVINO's version if it is installed (without importing it: that takes seconds)."""
+    import importlib.util
+    from importlib import metadata
+
+    if importlib.util.find_spec("openvino") is None:
+        return None
+    try:
+        return metadata.version("openvino")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 @dataclass(frozen=True)
 class Sweep:
     """A cartesian product of settings; ``input_size=None`` takes the suite's size for the
@@ -63,6 +102,11 @@ class Sweep:
     backends: tuple[str, ...] = ("eager",)
     input_size: int | None = None
     loader: bool = False
+    twin: bool = True  # also time torchvision's twin (where one exists)
+    steps: int | None = None  # per-sweep timing (None: the suite's); the command line wins
+    warmup: int | None = None
+    repeats: int | None = None
+    eval_samples: int | None = None  # real images for the accuracy columns (None: the suite's)
 
 
 @dataclass(frozen=True)
@@ -76,6 +120,12 @@ class Suite:
     warmup: int
     repeats: int
     time_budget_s: float  # no new case starts after this many seconds (0 = no limit)
+    # "case": ours and the twin interleave within each case. "group": every case of the same
+    # arch, mode, batch and input size is set up first, then their repeats interleave, so that
+    # the eager fp32 reference and each deployment path see the same machine (the deploy suite).
+    interleave: str = "case"
+    eval_samples: int = 0  # real images per arch for top-1 (0: no accuracy columns)
+    calibration_samples: int = 256  # images for the int8 export's calibration
 
 
 @dataclass(frozen=True)
@@ -102,6 +152,7 @@ class Capabilities:
     cuda: bool
     cpu_bf16: bool
     ort_providers: tuple[str, ...] | None  # None: onnxruntime is not installed
+    openvino: str | None = None  # its version; None: not installed
 
     @classmethod
     def detect(cls) -> Capabilities:
@@ -117,7 +168,12 @@ class Capabilities:
             providers: tuple[str, ...] | None = tuple(onnxruntime.get_available_providers())
         except ImportError:
             providers = None
-        return cls(cuda=torch.cuda.is_available(), cpu_bf16=cpu_bf16, ort_providers=providers)
+        return cls(
+            cuda=torch.cuda.is_available(),
+            cpu_bf16=cpu_bf16,
+            ort_providers=providers,
+            openvino=openvino_version(),
+        )
 
 
 @dataclass(frozen=True)
@@ -136,12 +192,22 @@ class Case:
     loader: bool
     groups: tuple[str, ...] = ()
     skip: str | None = None
+    twin: bool = True
+    steps: int | None = None
+    warmup: int | None = None
+    repeats: int | None = None
+    eval_samples: int | None = None
 
     @property
     def has_twin(self) -> bool:
         if dense.parse(self.arch) is not None:
-            return dense.has_twin(self.arch, TORCHVISION_TWINS)
-        return self.family == "imagenet" and self.arch in TORCHVISION_TWINS
+            return self.twin and dense.has_twin(self.arch, TORCHVISION_TWINS)
+        return (
+            self.twin
+            and not self.backend.startswith("export:")
+            and self.family == "imagenet"
+            and split_name(self.arch)[0] in TORCHVISION_TWINS
+        )
 
     def key(self) -> tuple[Any, ...]:
         return (
@@ -297,7 +363,7 @@ def _suites() -> dict[str, Suite]:
         ),
         sweeps=(
             # Core comparisons first: if the time budget runs out, the sweeps go, not these.
-            Sweep("precision", ("resnet50",), MODES, (256,), precisions=PRECISIONS),
+            Sweep("precision", ("resnet50",), MODES, (256,), precisions=AUTOCAST_PRECISIONS),
             Sweep(
                 "memory-format",
                 ("resnet50",),
@@ -379,7 +445,56 @@ def _suites() -> dict[str, Suite]:
         repeats=3,
         time_budget_s=420.0,
     )
-    return {s.name: s for s in (quick, cpu, gpu)}
+    deploy = Suite(
+        name="deploy",
+        device="cpu",
+        description=(
+            "What a user deploys, on this CPU, in one run: for the shipped resnet20.fashion_mnist "
+            "(28 px, top-1 on real test images) and resnet50 at 224 px (random weights, "
+            "stand-in images): PyTorch eager fp32 (reference), channels_last, bf16 autocast, "
+            "torch.compile, torchvision's twin, and the fp32/fp16/int8 files resnet-pl export "
+            "writes in ONNX Runtime and OpenVINO; batch 1 and a throughput batch, interleaved; "
+            "ends with the fastest path within an accuracy budget. About 10 minutes on 2 cores."
+        ),
+        sweeps=(
+            *deploy_sweeps("resnet20.fashion_mnist", (1, 64)),
+            *deploy_sweeps("resnet50", (1, 8), steps=2, warmup=1, repeats=3, eval_samples=64),
+        ),
+        sizes={},  # each arch at its own input size (28 px for the Fashion-MNIST weights)
+        steps=10,
+        warmup=2,
+        repeats=3,
+        time_budget_s=1500.0,
+        interleave="group",
+        eval_samples=2000,
+        calibration_samples=256,
+    )
+    return {s.name: s for s in (quick, cpu, gpu, deploy)}
+
+
+def deploy_sweeps(
+    arch: str,
+    batch_sizes: tuple[int, ...],
+    steps: int | None = None,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    eval_samples: int | None = None,
+) -> tuple[Sweep, ...]:
+    """The deployment paths of one arch: eager fp32 (with torchvision's twin), channels_last,
+    channels_last + bf16 autocast, torch.compile, and the exported fp32/fp16/int8 files in ONNX
+    Runtime and OpenVINO."""
+    timing = {"steps": steps, "warmup": warmup, "repeats": repeats, "eval_samples": eval_samples}
+    a, inf = (arch,), ("infer",)
+    return (
+        Sweep("deploy", a, inf, batch_sizes, **timing),  # the reference row (+ twin)
+        Sweep("deploy", a, inf, batch_sizes, memory_formats=("channels_last",), twin=False,
+              **timing),
+        Sweep("deploy", a, inf, batch_sizes, precisions=("bf16",),
+              memory_formats=("channels_last",), twin=False, **timing),
+        Sweep("deploy", a, inf, batch_sizes, backends=("compile",), twin=False, **timing),
+        Sweep("deploy", a, inf, batch_sizes, precisions=EXPORT_DTYPES,
+              backends=tuple(f"export:{r}" for r in EXPORT_RUNTIMES), twin=False, **timing),
+    )  # fmt: skip
 
 
 SUITES: dict[str, Suite] = _suites()
@@ -401,6 +516,14 @@ def normalize_backend(backend: str, device: str) -> str:
                 + ", ".join(f"compile:{m}" for m in COMPILE_MODES)
             )
         return f"compile:{mode}"
+    if name == "export" or (name == "openvino" and not option):
+        runtime = "openvino" if name == "openvino" else (option or "onnxruntime")
+        if runtime not in EXPORT_RUNTIMES:
+            raise ValueError(
+                f"unknown runtime {runtime!r} in backend {backend!r}; use "
+                + " or ".join(f"export:{r}" for r in EXPORT_RUNTIMES)
+            )
+        return f"export:{runtime}"
     if name in ("onnxruntime", "ort"):
         provider = option or (
             "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
@@ -408,7 +531,9 @@ def normalize_backend(backend: str, device: str) -> str:
         return f"onnxruntime:{provider}"
     raise ValueError(
         f"unknown backend {backend!r}; use eager, compile[:MODE] (MODE one of "
-        f"{', '.join(COMPILE_MODES)}), cudagraphs, or onnxruntime[:PROVIDER]"
+        f"{', '.join(COMPILE_MODES)}), cudagraphs, onnxruntime[:PROVIDER] (its own fp32 "
+        "export), or export:onnxruntime / export:openvino (the files resnet-pl export writes, "
+        "at the row's precision fp32/fp16/int8)"
     )
 
 
@@ -430,6 +555,13 @@ def skip_reason(case: Case, caps: Capabilities) -> str | None:
             return "ONNX Runtime rows export classifiers only"
     if case.device == "cuda" and not caps.cuda:
         return "no CUDA device (torch.cuda.is_available() is False)"
+    if case.backend.startswith("export:"):
+        return _export_skip_reason(case, caps)
+    if case.precision == "int8":
+        return (
+            "int8 is the dtype of a quantised ONNX file: use backend export:onnxruntime or "
+            "export:openvino"
+        )
     if case.device == "cpu":
         if case.precision in ("fp16", "tf32"):
             return f"{case.precision} is GPU-only (on CPU this suite runs fp32 and bf16 autocast)"
@@ -462,6 +594,24 @@ def skip_reason(case: Case, caps: Capabilities) -> str | None:
             "BatchNorm in training needs more than one value per channel: batch 1 with a "
             "1x1 final feature map; use batch >= 2 or a larger input"
         )
+    return None
+
+
+def _export_skip_reason(case: Case, caps: Capabilities) -> str | None:
+    runtime = case.backend.partition(":")[2]
+    if case.device != "cpu":
+        return "export rows run on the CPU (ONNX Runtime's and OpenVINO's CPU plugins)"
+    if case.mode == "train":
+        return "exported files are for inference only"
+    if case.precision not in EXPORT_DTYPES:
+        return (
+            f"resnet-pl export writes {'/'.join(EXPORT_DTYPES)} files, not {case.precision} "
+            "(OpenVINO may run an fp32 file in bf16 by itself: see the row's runtime_precision)"
+        )
+    if caps.ort_providers is None:
+        return "onnxruntime is not installed (pip install 'resnet-pl[onnx]')"
+    if runtime == "openvino" and caps.openvino is None:
+        return "openvino is not installed (pip install 'resnet-pl[openvino]')"
     return None
 
 
@@ -504,17 +654,19 @@ def expand(
             family = families[arch]
             size = ov.input_size or sweep.input_size or suite.sizes.get(family)
             if size is None:  # a family the suite has no size for: the arch's own default
-                size = int(get_default_cfg(dense.base_arch(arch))["input_size"][-1])
+                size = int(arch_cfg(arch)["input_size"][-1])
             for mode in ov.modes or sweep.modes:
                 for bs in ov.batch_sizes or sweep.batch_sizes:
                     for prec in ov.precisions or sweep.precisions:
                         for fmt in ov.memory_formats or sweep.memory_formats:
                             for backend in backends:
-                                if backend.startswith("onnxruntime"):
-                                    fmt = "contiguous"  # ONNX Runtime picks its own layout
+                                if backend.startswith(("onnxruntime", "export:")):
+                                    fmt = "contiguous"  # the runtime picks its own layout
                                 case = Case(
                                     arch, family, mode, bs, size, prec, fmt, backend, device,
                                     ov.with_loader or sweep.loader, (sweep.name,),
+                                    twin=sweep.twin, steps=sweep.steps, warmup=sweep.warmup,
+                                    repeats=sweep.repeats, eval_samples=sweep.eval_samples,
                                 )  # fmt: skip
                                 _add(cases, case)
     ordered: dict[tuple[Any, ...], Case] = {}
@@ -529,9 +681,7 @@ def expand(
 def arch_family(arch: str) -> str:
     """``"imagenet"`` or ``"small"``, for a registered arch or a dense spec on one; raises
     ``ValueError`` on an unknown name or an impossible output stride."""
-    if dense.parse(arch) is not None:
-        dense.check(arch)
-    return str(get_default_cfg(dense.base_arch(arch))["family"])
+    return str(arch_cfg(arch)["family"])
 
 
 def _add(cases: dict[tuple[Any, ...], Case], case: Case) -> None:
@@ -549,7 +699,8 @@ def forward_flops(arch: str, input_size: int) -> int:
     """Forward FLOPs per image of ``arch`` at ``input_size`` px (meta device: no memory)."""
     if dense.parse(arch) is not None:
         return dense.flops(arch, input_size)
-    return model_info(arch, (3, input_size, input_size)).flops
+    chans = int(arch_cfg(arch)["input_size"][0])
+    return model_info(arch, (chans, input_size, input_size)).flops
 
 
 def planned_gflops(case: Case) -> float:
@@ -581,7 +732,8 @@ def format_plan(cases: Sequence[Case], suite: Suite, steps: int, warmup: int, re
         if not c.skip:
             impls = 2 if c.has_twin else 1
             measurements += impls
-            work += gf * impls * (warmup + steps * repeats)
+            c_warmup = warmup if c.warmup is None else c.warmup
+            work += gf * impls * (c_warmup + (c.steps or steps) * (c.repeats or repeats))
     skipped = sum(1 for c in cases if c.skip)
     lines.append("-" * len(header))
     lines.append(

@@ -20,6 +20,7 @@ from typing import Any
 from benchmarks.aggregate import CASE_KEY_FIELDS
 
 PLOT_NAMES = ("throughput_vs_batch", "speedup", "throughput_vs_depth")
+DEPLOY_PLOT = "deploy"  # added for runs with deployment rows
 
 
 # ---- machine and versions --------------------------------------------------------------------
@@ -253,7 +254,124 @@ def markdown(doc: Mapping[str, Any], plot_files: Sequence[str]) -> str:
         "",
     ]
     lines += [f"![{Path(p).stem}]({Path(p).name})" for p in plot_files]
+    if is_deploy(rows):
+        lines += ["", *deploy_markdown(doc)]
     return "\n".join(lines) + "\n"
+
+
+# ---- deployment paths (the deploy suite) -----------------------------------------------------
+def is_deploy(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the rows hold deployment paths (export rows or the deploy suite's groups)."""
+    return any(
+        str(r.get("backend", "")).startswith("export:") or "deploy" in (r.get("groups") or [])
+        for r in rows
+    )
+
+
+def _pair(a: Any, b: Any, spec: str = ".2f") -> str:
+    return f"{_fmt(a, spec)}/{_fmt(b, spec)}"
+
+
+def deploy_markdown(doc: Mapping[str, Any]) -> list[str]:
+    """Per arch, one line per deployment path (throughput at the largest batch, latency at
+    batch 1 and at that batch, memory, speed-up, accuracy), then the recommendation."""
+    from benchmarks.aggregate import PATH_FIELDS, path_label, recommend
+
+    rows = [r for r in doc["rows"] if r.get("status") == "ok"]
+    s = doc["settings"]
+    budget = s.get("accuracy_budget_points", 0.3)
+    lines = ["## Deployment paths", ""]
+    load = s.get("load_average_at_start"), s.get("load_average_at_end")
+    if any(load):
+        lines.append(
+            f"Machine load average (1/5/15 min) at start {load[0]}, at end {load[1]}"
+            + (f"; note: {s['note']}" if s.get("note") else "")
+            + ". Timings on a busy machine are noisy; ratios within one run hold up better "
+            "than absolute figures (rows of one batch size were interleaved)."
+        )
+        lines.append("")
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        mine = [r for r in rows if r["arch"] == arch]
+        big = max(r["requested_batch_size"] for r in mine)
+        paths: dict[tuple[Any, ...], dict[int, Mapping[str, Any]]] = {}
+        for r in mine:
+            key = (*(r.get(k) for k in PATH_FIELDS),)
+            paths.setdefault(key, {})[r["requested_batch_size"]] = r
+        evals = {r.get("eval_data") for r in mine if r.get("eval_data")}
+        lines += [f"### {arch} at {mine[0]['input_size']} px", ""]
+        lines += [f"Accuracy images: {e}." for e in sorted(evals)] + ([""] if evals else [])
+        lines += [
+            f"| path | images/s at bs{big} | p50/p99 ms bs1 | p50/p99 ms bs{big} | peak RSS "
+            "MiB (rise) | speed-up vs eager fp32 | top-1 % | Δ top-1 (points) | agreement % "
+            "| logits rel. RMS | runtime, precision run | set-up |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+        ]
+        for by_batch in paths.values():
+            r = by_batch.get(big) or next(iter(by_batch.values()))
+            b1 = by_batch.get(1)
+            ran = r.get("runtime") or ("torch " + str(doc["versions"].get("torch")))
+            if r.get("runtime_precision"):
+                ran += f"; hint {r.get('precision_hint')}, convs {r['runtime_precision']}"
+            if r.get("runtime_threads"):
+                ran += f"; {r['runtime_threads']} threads"
+            setup = []
+            if r.get("compile_s") is not None:
+                setup.append(f"compile {r['compile_s']:.1f} s")
+            if r.get("export_s") is not None:
+                setup.append(f"export {r['export_s']:.1f} s, {r['model_file_mb']:.2f} MB")
+            lines.append(
+                f"| {path_label(r)} | {_fmt(by_batch.get(big, {}).get('images_per_s'), '.1f')} "
+                f"| {_pair(b1 and b1['latency_ms_p50'], b1 and b1['latency_ms_p99'])} "
+                f"| {_pair(r['latency_ms_p50'], r['latency_ms_p99'])} "
+                f"| {_fmt(r['peak_mem_mb'], '.0f')} ({_fmt(r.get('peak_mem_rise_mb'), '.0f')}) "
+                f"| {_fmt(r.get('speedup_vs_eager_fp32'), '.2f')}x "
+                f"| {_fmt(r.get('top1'), '.2f')} "
+                f"| {_fmt(r.get('top1_delta_vs_eager_fp32'), '+.2f')} "
+                f"| {_fmt(r.get('top1_agreement_vs_eager_fp32'), '.2f')} "
+                f"| {_fmt(r.get('logits_rel_rms_vs_eager_fp32'), '.1e')} | {ran} "
+                f"| {', '.join(setup) or '-'} |"
+            )
+        lines.append("")
+    recs = recommend(doc["rows"], budget)
+    lines += ["## Recommendation", ""]
+    lines += recommendation_text(recs, doc["rows"]).splitlines() or ["(no candidate rows)"]
+    return lines
+
+
+def recommendation_text(
+    recs: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]] = ()
+) -> str:
+    """The fastest path within the accuracy budget, per arch, and the command for it."""
+    if not recs:
+        return "No recommendation: no measured path has a known accuracy within the budget."
+    out = []
+    for rec in recs:
+        r = rec["row"]
+        kind = {
+            "top-1": "top-1 on real test images",
+            "disagreement": "top-1 disagreement with eager fp32 on stand-in images (random "
+            "weights: no real accuracy exists)",
+            "reference": "the reference itself",
+        }[rec["loss_kind"]]
+        lat = rec["latency_row"]
+        lat_text = (
+            f"; batch-1 latency p50 {lat['latency_ms_p50']:.2f} ms" if lat is not None else ""
+        )
+        out += [
+            f"- **{rec['arch']}**: fastest within {rec['budget']:g} points of top-1 lost "
+            f"({kind}): **{rec['label']}**, {r['images_per_s']:.1f} images/s at batch "
+            f"{rec['batch']} = {_fmt(r.get('speedup_vs_eager_fp32'), '.2f')}x eager fp32"
+            f"{lat_text}; loses {rec['loss']:.2f} points "
+            f"({rec['candidates']} paths within budget).",
+            f"  Command: `{rec['command']}`",
+        ]
+        if rec["excluded"]:
+            out.append(
+                "  Outside the budget: "
+                + "; ".join(f"{k}: {v}" for k, v in rec["excluded"].items())
+                + "."
+            )
+    return "\n".join(out)
 
 
 # ---- plots -----------------------------------------------------------------------------------
@@ -481,4 +599,72 @@ def write_plots(rows: Sequence[Mapping[str, Any]], out_dir: Path, prefix: str) -
     plot_throughput_vs_batch(rows, paths[0], prefix)
     plot_speedups(rows, paths[1], prefix)
     plot_throughput_vs_depth(rows, paths[2], prefix)
+    if is_deploy(rows):
+        paths.append(out_dir / f"{prefix}-{DEPLOY_PLOT}.png")
+        plot_deploy(rows, paths[-1], prefix)
     return paths
+
+
+def plot_deploy(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+    """Per arch: images/s at its largest batch by path (bars, coloured by backend family) and,
+    beside it, the accuracy change against eager fp32 (top-1 points on real labels, else
+    disagreement on stand-in images, drawn as a loss)."""
+    import matplotlib.pyplot as plt
+
+    from benchmarks.aggregate import accuracy_loss, path_label
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    archs = list(dict.fromkeys(r["arch"] for r in ok))
+    fig, axes = plt.subplots(
+        max(1, len(archs)), 2, figsize=(13, 1.2 + 0.42 * max(
+            [1] + [len({path_label(r) for r in ok if r["arch"] == a}) for a in archs]
+        ) * max(1, len(archs))), squeeze=False, gridspec_kw={"width_ratios": [3, 1.4]},
+    )  # fmt: skip
+    if not archs:
+        _empty(axes[0][0], "no measured rows")
+        axes[0][1].set_axis_off()
+    colours = {"eager": "tab:blue", "compile": "tab:purple", "onnxruntime": "tab:orange",
+               "openvino": "tab:green"}  # fmt: skip
+    for (ax, ax_acc), arch in zip(axes, archs, strict=False):
+        mine = [r for r in ok if r["arch"] == arch]
+        big = max(r["requested_batch_size"] for r in mine)
+        bars = sorted(
+            (r for r in mine if r["requested_batch_size"] == big), key=lambda r: r["images_per_s"]
+        )
+        labels = [path_label(r) for r in bars]
+        family = [str(r["backend"]).split(":")[-1] if str(r["backend"]).startswith("export:")
+                  else str(r["backend"]).split(":")[0] for r in bars]  # fmt: skip
+        ys = range(len(bars))
+        ax.barh(ys, [r["images_per_s"] for r in bars],
+                color=[colours.get(f, "tab:gray") for f in family])  # fmt: skip
+        for y, r in zip(ys, bars, strict=True):
+            speed = r.get("speedup_vs_eager_fp32")
+            ax.text(r["images_per_s"], y, f" {r['images_per_s']:.3g}" +
+                    (f" ({speed:.2f}x)" if speed else ""), va="center", fontsize=8)  # fmt: skip
+        ax.set_yticks(list(ys), labels, fontsize=8)
+        ax.set_xlabel(f"images/s at batch {big} (higher is better)")
+        ax.set_title(f"{arch} {bars[0]['input_size'] if bars else ''}px", fontsize=10)
+        ax.margins(x=0.25)
+        losses = [accuracy_loss(r) for r in bars]
+        # Real top-1 change where measured (gains shown as gains), else minus the disagreement.
+        vals = [
+            float(r["top1_delta_vs_eager_fp32"])
+            if r.get("top1_delta_vs_eager_fp32") is not None
+            else (0.0 - loss if loss else 0.0)
+            for r, (loss, _) in zip(bars, losses, strict=True)
+        ]
+        kinds = {k for _, k in losses if k in ("top-1", "disagreement")}
+        ax_acc.barh(ys, vals, color=["tab:red" if v < 0 else "tab:gray" for v in vals])
+        for y, v, (loss, _kind) in zip(ys, vals, losses, strict=True):
+            ax_acc.text(0, y, " n/a" if loss is None else f" {v + 0.0:+.2f}", va="center",
+                        fontsize=8)  # fmt: skip
+        ax_acc.set_yticks(list(ys), [""] * len(bars))
+        ax_acc.axvline(0, color="black", linewidth=0.8)
+        what = "Δ top-1 (points)" if kinds == {"top-1"} else "-disagreement with fp32 (points)"
+        ax_acc.set_xlabel(what + " vs eager fp32")
+        lo, hi = min([-0.5, *vals]), max([0.0, *vals])
+        ax_acc.set_xlim(lo * 1.3, max(0.4 * abs(lo), hi * 1.5))
+    fig.suptitle(f"{title}: deployment paths (same run)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -21,7 +21,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchmarks.aggregate import attach_references, blank_row, summarize
+from benchmarks.aggregate import (
+    DEFAULT_ACCURACY_BUDGET,
+    attach_references,
+    blank_row,
+    recommend,
+    summarize,
+)
 from benchmarks.plan import (
     COMPILE_MODES,
     MEMORY_FORMATS,
@@ -155,7 +161,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which no new case starts (the rest are recorded as skipped); "
         "0 = none; default: the suite's",
     )
-    p.add_argument("--threads", type=_positive_int, help="torch.set_num_threads (CPU)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch.set_num_threads (CPU); ONNX Runtime and OpenVINO rows use as many",
+    )
+    p.add_argument(
+        "--eval-samples",
+        type=int,
+        help="real test images per arch for the accuracy columns (deploy suite; default: the "
+        "suite's, per arch)",
+    )
+    p.add_argument("--calibration-samples", type=_positive_int, help="images for int8 calibration")
+    p.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=DEFAULT_ACCURACY_BUDGET,
+        help="points of top-1 the recommended deployment path may lose (default "
+        f"{DEFAULT_ACCURACY_BUDGET})",
+    )
+    p.add_argument(
+        "--note", help="free text stored in the results (e.g. 'machine shared with training')"
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
     p.add_argument("--name", help="file-name tag instead of the suite name")
     p.add_argument("--seed", type=int, default=0)
@@ -282,6 +309,8 @@ def _run(
     from benchmarks import report
     from benchmarks.measure import OutOfMemory, Settings, free_memory, measure_with_oom_retry
 
+    cases = _apply_timing_overrides(args, cases)
+
     suite = SUITES[suite_name]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -291,7 +320,11 @@ def _run(
     if workers is None:
         workers = 0 if device == "cpu" else min(8, (os.cpu_count() or 2) // 2)
     settings = Settings(steps=steps, warmup=warmup, repeats=repeats, loader_workers=workers,
-                        seed=args.seed)  # fmt: skip
+                        seed=args.seed,
+                        eval_samples=suite.eval_samples if args.eval_samples is None
+                        else args.eval_samples,
+                        calibration_samples=args.calibration_samples
+                        or suite.calibration_samples)  # fmt: skip
     budget = suite.time_budget_s if args.time_budget is None else args.time_budget
     tag = args.name or (f"{suite.name}-custom" if _overrides(args).any() else suite.name)
     out_dir: Path = args.out
@@ -337,6 +370,12 @@ def _run(
             "train_step": "cross-entropy, backward, SGD(lr=1e-4, momentum=0.9); fp16 with "
             "GradScaler",
             "cases_planned": len(cases),
+            "note": args.note,
+            "load_average_at_start": _loadavg(),
+            "interleave_mode": suite.interleave,
+            "eval_samples": settings.eval_samples,
+            "calibration_samples": settings.calibration_samples,
+            "accuracy_budget_points": args.accuracy_budget,
         },
         "rows": [],
         "files": {
@@ -357,6 +396,13 @@ def _run(
         report.write_json(doc, json_paths)
 
     _print(f"{suite.name} suite on {device} ({device_name}): {len(cases)} cases -> {out_dir}")
+    if suite.interleave == "group":
+        doc["settings"]["interleave"] = (
+            "group: every case of one arch, batch and input size set up first, then one timed "
+            "repeat of each per round, the order reversed every other round"
+        )
+        errors = _run_groups(cases, settings, budget, device, device_name, args, raw_rows, save)
+        cases = []  # measured above
     for i, case in enumerate(cases, 1):
         elapsed = time.perf_counter() - t_start
         reserve = COMPILE_RESERVE_S if case.backend.startswith("compile:") else 0.0
@@ -397,6 +443,7 @@ def _run(
         _print(_progress(i, len(cases), case, rows, time.perf_counter() - t0))
         save(final=False)
 
+    doc["settings"]["load_average_at_end"] = _loadavg()
     save(final=True)
     plots = report.write_plots(doc["rows"], out_dir, prefix)
     md = report.markdown(doc, [str(p) for p in plots])
@@ -404,7 +451,98 @@ def _run(
         report.write_text(p, md)
     _print(f"wrote {json_paths[0]}, {md_paths[0]} (and -latest), plots: {len(plots)}")
     _print(f"done in {doc['elapsed_s']:.0f} s; {errors} case(s) failed")
+    recs = recommend(doc["rows"], args.accuracy_budget)
+    if recs:
+        _print("\n" + report.recommendation_text(recs, doc["rows"]))
     return 1 if errors else 0
+
+
+def _loadavg() -> list[float] | None:
+    """The 1/5/15-minute load averages: how busy the machine was (timings are only as good)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _apply_timing_overrides(args: argparse.Namespace, cases: list[Case]) -> list[Case]:
+    """Command-line --steps/--warmup/--repeats/--eval-samples win over a sweep's own."""
+    changes = {
+        k: None
+        for k, flag in (
+            ("steps", args.steps),
+            ("warmup", args.warmup),
+            ("repeats", args.repeats),
+            ("eval_samples", args.eval_samples),
+        )
+        if flag is not None
+    }
+    return [dataclasses.replace(c, **changes) for c in cases] if changes else cases
+
+
+def _run_groups(
+    cases: list[Case],
+    settings: Any,
+    budget: float,
+    device: str,
+    device_name: str | None,
+    args: argparse.Namespace,
+    raw_rows: list[dict[str, Any]],
+    save: Callable[[bool], None],
+) -> int:
+    """Measure ``cases`` group by group (see :func:`benchmarks.measure.measure_group`); returns
+    the number of failed cases. Accuracy is measured once per path, in the group with the
+    arch's largest batch."""
+    from benchmarks.measure import free_memory, measure_group
+
+    groups: dict[tuple[Any, ...], list[Case]] = {}
+    for case in cases:
+        groups.setdefault(case.group_key(), []).append(case)
+    largest: dict[str, int] = {}
+    for case in cases:
+        if not case.skip:
+            largest[case.arch] = max(largest.get(case.arch, 0), case.batch_size)
+    eval_paths = {c.path_key() for c in cases if c.batch_size == largest.get(c.arch)}
+    t_start = time.perf_counter()
+    errors = 0
+    for i, members in enumerate(groups.values(), 1):
+        t0 = time.perf_counter()
+        rows = [r for c in members if c.skip for r in _case_rows(c, "skipped", c.skip)]
+        runnable = [c for c in members if not c.skip]
+        elapsed = time.perf_counter() - t_start
+        head = runnable[0] if runnable else members[0]
+        if runnable and budget and elapsed > budget:
+            why = f"time budget of {budget:.0f} s used up after {elapsed:.0f} s (--time-budget)"
+            rows += [r for c in runnable for r in _case_rows(c, "skipped", why)]
+        elif runnable:
+            failures: list[tuple[Case, str, str]] = []
+            try:
+                measurements = measure_group(runnable, settings, eval_paths, failures)
+                for m in measurements:
+                    rows.append(
+                        summarize(m, device_name=device_name, peak_override=args.peak_tflops)
+                    )
+            except Exception as e:  # the shared model itself failed: the whole group
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                failures = [(c, "resnet_pl", f"{type(e).__name__}: {first}"[:500])
+                            for c in runnable]  # fmt: skip
+                traceback.print_exc()
+            finally:
+                free_memory(device)
+            for case, impl, message in failures:
+                errors += 1
+                rows.append(blank_row(case.as_dict(), impl, "error", message))
+        raw_rows.extend(rows)
+        label = f"{head.arch} {head.mode} bs{head.batch_size} {head.input_size}px"
+        _print(f"[group {i}/{len(groups)}] {label}: {len(rows)} rows "
+               f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+        for r in rows:
+            what = (f"{r['images_per_s']:.1f} img/s" if r["status"] == "ok"
+                    else f"{r['status']}: {r['reason']}")  # fmt: skip
+            _print(f"    {r['impl']:<11} {r['precision']:<5} {r['memory_format']:<13} "
+                   f"{r['backend']:<20} {what}")  # fmt: skip
+        save(False)
+    return errors
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from resnet_pl.deploy import (
     fold_batchnorm,
     read_metadata,
 )
+from resnet_pl.deploy import exporters as exporters_module
 from resnet_pl.deploy import onnx_export as onnx_export_module
 from resnet_pl.deploy.preprocess import preprocess_uint8
 
@@ -412,10 +413,99 @@ def test_bad_options(tmp_path: Path, kwargs: dict[str, Any], match: str) -> None
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_features_only_model_is_refused(tmp_path: Path) -> None:
+# --------------------------------------------------------------------------------------------
+# features_only backbones: one named output per map, each verified
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("arch", "side", "out_indices", "exporter"),
+    [
+        ("resnet20", 32, None, "torchscript"),  # CIFAR stem, BasicBlock, 3 stages
+        ("resnet18", 64, (2, 3, 4), "auto"),  # ImageNet stem, a subset of stages
+        pytest.param("resnet50", 64, None, "auto", marks=pytest.mark.slow),  # Bottleneck
+    ],
+)
+def test_features_only_export_map_by_map(
+    arch: str, side: int, out_indices: tuple[int, ...] | None, exporter: str, tmp_path: Path
+) -> None:
+    model = randomize_bn(
+        resnet_pl.create_model(arch, features_only=True, out_indices=out_indices), seed=3
+    )
+    path = tmp_path / "features.onnx"
+    report = export_onnx(model, path, input_shape=(3, side, side), exporter=exporter)
+    stages = out_indices or tuple(range(1, len(model.feature_info) + 1))
+    names = [f"layer{i}" for i in stages]
+    assert report.passed and report.features_only and report.output_names == names
+    # Every map of every verification batch was checked and gated on its own.
+    for batch in (1, 7):
+        checked = {c.output for c in report.checks if c.batch == batch and c.gated and c.passed}
+        assert checked == set(names)
+    meta = read_metadata(path)
+    assert meta["output_names"] == names and meta["features_only"] is True
+    assert [f["reduction"] for f in meta["feature_info"]] == [
+        model.feature_info[i - 1]["reduction"] for i in stages
+    ]
+    sess = session(path)
+    assert [o.name for o in sess.get_outputs()] == names
+    assert all(o.shape[0] == "batch" for o in sess.get_outputs())
+    # Independently of the report: a batch size never traced, map by map against PyTorch.
+    x = torch.randn(3, 3, side, side, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        refs = model(x)
+    outs = sess.run(None, {"input": x.numpy()})
+    assert len(outs) == len(refs) == len(names)
+    for ref, got in zip(refs, outs, strict=True):
+        assert got.shape == tuple(ref.shape)
+        assert np.abs(got - ref.numpy()).max() <= tol(ref)
+
+
+def test_features_only_wrong_map_fails_verification(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose deepest map is wrong (a constant added to it after export) fails on that
+    map alone, and is not written."""
+    real_finalize = onnx_export_module.finalize
+
+    def corrupting(path: Path, *args: Any) -> int:
+        count = real_finalize(path, *args)
+        model = onnx.load(str(path))
+        last = model.graph.output[-1].name
+        for node in model.graph.node:  # rename the producer's output, add 1.0 after it
+            node.output[:] = [f"{o}_raw" if o == last else o for o in node.output]
+        one = onnx.numpy_helper.from_array(np.ones(1, np.float32), "one")
+        model.graph.initializer.append(one)
+        model.graph.node.append(onnx.helper.make_node("Add", [f"{last}_raw", "one"], [last]))
+        onnx.save(model, str(path))
+        return count
+
+    monkeypatch.setattr(onnx_export_module, "finalize", corrupting)
     model = resnet_pl.create_model("resnet20", features_only=True)
-    with pytest.raises(ExportOptionError, match="features_only"):
-        export_onnx(model, tmp_path / "f.onnx")
+    with pytest.raises(ExportVerificationError) as err:
+        export_onnx(model, tmp_path / "f.onnx", exporter="torchscript")
+    failed = {c.output for c in err.value.report.checks if not c.passed}
+    assert failed == {"layer3"}
+    assert "random b=1 layer3" in str(err.value)
+    assert not (tmp_path / "f.onnx").exists()
+
+
+def test_features_only_reduced_precision_is_refused(tmp_path: Path) -> None:
+    model = resnet_pl.create_model("resnet20", features_only=True)
+    with pytest.raises(ExportOptionError, match=r"features_only.*fp32"):
+        export_onnx(model, tmp_path / "f.onnx", dtype="fp16")
+
+
+def test_non_classifier_tensor_output_is_refused(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3))  # (N, 4, H, W): neither logits nor a map list
+    with pytest.raises(ExportOptionError, match="classifiers"):
+        export_onnx(model, tmp_path / "c.onnx", input_shape=(3, 8, 8))
+
+
+def test_benchmark_runs_is_deprecated(tmp_path: Path) -> None:
+    with pytest.warns(DeprecationWarning, match="benchmarks.run --suite deploy"):
+        report = export_onnx(
+            "resnet20", tmp_path / "d.onnx", exporter="torchscript", verify=False,
+            benchmark_runs=5,
+        )  # fmt: skip
+    assert not hasattr(report, "latency_ms")
 
 
 def test_unknown_model_names_close_matches(tmp_path: Path) -> None:
@@ -434,7 +524,7 @@ def test_dynamo_failure_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def broken(*args: Any) -> None:
         raise RuntimeError("simulated torch.export failure")
 
-    monkeypatch.setattr(onnx_export_module, "_export_dynamo", broken)
+    monkeypatch.setattr(exporters_module, "_export_dynamo", broken)
     report = export_onnx("resnet20", tmp_path / "fb.onnx")
     assert report.exporter == "torchscript" and report.passed
     assert any("simulated torch.export failure" in n for n in report.notes)
@@ -445,7 +535,7 @@ def test_dynamo_failure_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_wrong_dynamo_graph_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A dynamo export that runs but computes the wrong thing (as in some torch releases) must
     be caught by the ONNX Runtime parity check, not shipped."""
-    real_export = onnx_export_module._export_torchscript
+    real_export = exporters_module._export_torchscript
 
     def silently_wrong(model: nn.Module, *args: Any) -> None:
         bad = copy.deepcopy(model)
@@ -453,7 +543,7 @@ def test_wrong_dynamo_graph_falls_back(tmp_path: Path, monkeypatch: pytest.Monke
             bad.fc.bias.add_(0.5)  # type: ignore[union-attr, operator]
         real_export(bad, *args)
 
-    monkeypatch.setattr(onnx_export_module, "_export_dynamo", silently_wrong)
+    monkeypatch.setattr(exporters_module, "_export_dynamo", silently_wrong)
     model = randomize_bn(resnet_pl.create_model("resnet20"), seed=8)
     report = export_onnx(model, tmp_path / "w.onnx")
     assert report.exporter == "torchscript" and report.passed
@@ -465,7 +555,7 @@ def test_verification_failure_reports_table(
 ) -> None:
     """A file that differs from PyTorch after the parity check (here: corrupted while the
     metadata is written) fails verification with the table, and nothing is written."""
-    real_finalize = onnx_export_module._finalize
+    real_finalize = onnx_export_module.finalize
 
     def corrupting(path: Path, *args: Any) -> int:
         count = real_finalize(path, *args)
@@ -476,7 +566,7 @@ def test_verification_failure_reports_table(
         onnx.save(model, str(path))
         return count
 
-    monkeypatch.setattr(onnx_export_module, "_finalize", corrupting)
+    monkeypatch.setattr(onnx_export_module, "finalize", corrupting)
     with pytest.raises(ExportVerificationError) as err:
         export_onnx("resnet20", tmp_path / "v.onnx", exporter="torchscript")
     message = str(err.value)
@@ -499,7 +589,6 @@ def test_fp16_export(
     path = tmp_path / "fp16.onnx"
     report = export_onnx(
         trained_fmnist, path, dtype="fp16", verify_data="fashion_mnist", exporter="torchscript",
-        benchmark_runs=5,
     )  # fmt: skip
     assert report.passed and report.dtype == "fp16" and report.converter == converter
     model = onnx.load(str(path))
@@ -510,7 +599,7 @@ def test_fp16_export(
     gate = next(c for c in report.checks if c.gated)
     assert gate.name == "real all n=256" and gate.top1_agreement >= 0.98
     assert abs(report.accuracy["onnx_fp16"] - report.accuracy["pytorch"]) <= 0.01
-    assert set(report.latency_ms) == {"onnx_fp32", "onnx_fp16"}
+    assert set(report.accuracy) == {"pytorch", "onnx_fp32", "onnx_fp16"}
 
 
 def test_int8_export(
@@ -520,7 +609,7 @@ def test_int8_export(
     test = (fmnist["test_x"], fmnist["test_y"])  # uint8 images: preprocessed with the model cfg
     report = export_onnx(
         trained_fmnist, path, dtype="int8", calibration_data=fmnist["calib_x"],
-        verify_data=test, exporter="torchscript", benchmark_runs=5,
+        verify_data=test, exporter="torchscript",
     )  # fmt: skip
     assert report.passed and report.dtype == "int8"
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
@@ -531,7 +620,7 @@ def test_int8_export(
     assert gate.top1_agreement >= 0.95
     assert report.accuracy["pytorch"] - report.accuracy["onnx_int8"] <= 0.02
     assert report.accuracy["pytorch"] > 0.3  # a real classifier, not chance
-    assert report.latency_ms["onnx_int8"] > 0 and report.latency_batch == 32
+    assert set(report.accuracy) == {"pytorch", "onnx_fp32", "onnx_int8"}
 
 
 SHIPPED_RECORD = Path(resnet_pl.__file__).parent / "weights" / "resnet20.fashion_mnist.json"

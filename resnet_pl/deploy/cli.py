@@ -117,7 +117,10 @@ def build_parsers() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
     )
     ex.add_argument("--verify_samples", type=int, default=256, help="real images verified on")
     ex.add_argument(
-        "--benchmark_runs", type=int, default=20, help="timed runs per model (fp16/int8 speed)"
+        "--benchmark_runs",
+        type=int | None,
+        default=None,
+        help="deprecated, ignored: timing moved to `python -m benchmarks.run --suite deploy`",
     )
     ex.add_argument("--no_verify", action="store_true", help="skip the full verification")
     ex.add_argument(
@@ -152,6 +155,14 @@ def build_parsers() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
         default="auto",
         choices=["auto", "torch", "onnx"],
         help="auto: ONNX Runtime for .onnx files, PyTorch otherwise",
+    )
+    cl.add_argument(
+        "--runtime",
+        type=str,
+        default="onnxruntime",
+        choices=["onnxruntime", "openvino"],
+        help="what runs an .onnx file: ONNX Runtime (default) or OpenVINO (pip install "
+        "'resnet-pl[openvino]'); docs/deploy.md says which was faster here",
     )
     cl.add_argument(
         "--max_pixels",
@@ -209,6 +220,12 @@ def _export(args: Namespace) -> int:
     from resnet_pl.deploy.onnx_export import ExportError, ExportVerificationError, export_onnx
 
     output = args.output or _default_output(args.model)
+    if args.benchmark_runs is not None:
+        print(
+            "warning: --benchmark_runs is deprecated and ignored; compare runtimes with "
+            "`python -m benchmarks.run --suite deploy`",
+            file=sys.stderr,
+        )
     try:
         report = export_onnx(
             args.model,
@@ -227,7 +244,6 @@ def _export(args: Namespace) -> int:
             pretrained=True if args.pretrained else None,
             calibration_samples=args.calibration_samples,
             verify_samples=args.verify_samples,
-            benchmark_runs=args.benchmark_runs,
         )
     except ExportVerificationError as e:
         _err(str(e))
@@ -282,6 +298,7 @@ def _classify(args: Namespace) -> int:
         backend=args.backend,
         device=args.device,
         threads=args.threads,
+        runtime=args.runtime,
         pretrained=True
         if not str(args.model).endswith((".onnx", ".ckpt", ".pt", ".pth"))
         else None,

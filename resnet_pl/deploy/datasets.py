@@ -7,14 +7,25 @@ export and classify must stay usable in a slim inference environment.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from resnet_pl.errors import DatasetUnavailableError
 from resnet_pl.idx import FASHION_MNIST_CLASSES, read_idx
 
-__all__ = ["FASHION_MNIST_CLASSES", "DatasetUnavailableError", "load_fashion_mnist", "read_idx"]
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "DatasetUnavailableError",
+    "dataset_available",
+    "dataset_names",
+    "dataset_of",
+    "load_dataset",
+    "load_fashion_mnist",
+    "read_idx",
+]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _FILES = {
@@ -59,3 +70,38 @@ def load_fashion_mnist(
     images, labels = read_idx(images_path), read_idx(labels_path)
     end = len(images) if n is None else min(len(images), start + n)
     return images[start:end].copy(), labels[start:end].astype(np.int64)
+
+
+# Real labelled images that export verification, int8 calibration and the deploy benchmark can
+# ask for by name: name -> (loader(split, n) -> (uint8 images, int64 labels), availability).
+# The exporter knows no dataset itself; it asks here for the one a model was trained on.
+_NAMED: dict[str, tuple[Callable[[str, int | None], tuple[np.ndarray, np.ndarray]],
+                        Callable[[], bool]]] = {
+    "fashion_mnist": (lambda split, n: load_fashion_mnist(split, n), fashion_mnist_available),
+}  # fmt: skip
+
+
+def dataset_names() -> list[str]:
+    """Names :func:`load_dataset` accepts."""
+    return sorted(_NAMED)
+
+
+def dataset_available(name: str) -> bool:
+    """Whether the named dataset's files are on this machine."""
+    return name in _NAMED and _NAMED[name][1]()
+
+
+def load_dataset(name: str, split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` uint8 images and labels of a named dataset's ``split``."""
+    if name not in _NAMED:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
+    return _NAMED[name][0](split, n)
+
+
+def dataset_of(cfg: Mapping[str, Any]) -> str | None:
+    """The named dataset a model was trained on, from its config (``dataset``, or the weights
+    tag in ``source_weights`` such as ``resnet20.fashion_mnist``), if it is one of ours."""
+    if cfg.get("dataset") in _NAMED:
+        return str(cfg["dataset"])
+    source = str(cfg.get("source_weights") or "")
+    return next((name for name in _NAMED if name in source), None)

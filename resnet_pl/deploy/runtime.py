@@ -31,6 +31,8 @@ from resnet_pl.deploy.preprocess import (
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model
 
 Backend = Literal["auto", "torch", "onnx"]
+Runtime = Literal["onnxruntime", "openvino"]
+RUNTIMES = ("onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -191,10 +193,19 @@ class OnnxClassifier(Classifier):
                 "resnet-pl export"
             ) from None
         meta = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
-        self.metadata = meta
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        dims = list(inp.shape)
+        self._configure(meta, list(inp.shape))
+
+    def _configure(self, meta: dict[str, Any], dims: list[Any]) -> None:
+        """Preprocessing from the file's metadata (or, without it, its static input shape)."""
+        self.metadata = meta
+        if meta.get("features_only"):
+            raise ValueError(
+                f"{self.path} is a features_only backbone (outputs "
+                f"{', '.join(meta.get('output_names') or [])}), not a classifier; classify "
+                "needs a model exported with its classifier head"
+            )
         self.fixed_batch = dims[0] if isinstance(dims[0], int) else None
         cfg = dict(meta)
         if cfg.get("input_size") is None:
@@ -204,12 +215,15 @@ class OnnxClassifier(Classifier):
                     "export it with resnet_pl.deploy.export_onnx"
                 )
             cfg["input_size"] = dims[1:]
-        super().__init__(cfg, meta.get("class_names"))
+        Classifier.__init__(self, cfg, meta.get("class_names"))
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {self.input_name: x})[0])
 
     def logits(self, batch: Tensor) -> np.ndarray:
         x = batch.numpy().astype(np.float32, copy=False)
         if self.fixed_batch is None:
-            return np.asarray(self.session.run(None, {self.input_name: x})[0])
+            return self._run(x)
         # A static batch axis: run full chunks, zero-padding the last one.
         n, b = len(x), self.fixed_batch
         outs = []
@@ -218,8 +232,75 @@ class OnnxClassifier(Classifier):
             pad = b - len(chunk)
             if pad:
                 chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-            outs.append(np.asarray(self.session.run(None, {self.input_name: chunk})[0])[: b - pad])
+            outs.append(self._run(chunk)[: b - pad])
         return np.concatenate(outs)
+
+
+class OpenVinoClassifier(OnnxClassifier):
+    """The same ``.onnx`` file in OpenVINO's CPU plugin (``pip install 'resnet-pl[openvino]'``),
+    configured from the same metadata, with the same preprocessing and post-processing.
+
+    OpenVINO compiles for the CPU it finds: on CPUs with AVX512-BF16 or AMX it runs fp32
+    files in bf16 unless told otherwise (``inference_precision="f32"``); see
+    :attr:`precision_hint`.
+
+    Args:
+        path: the ``.onnx`` file.
+        device: ``"cpu"`` (OpenVINO's ``CPU`` plugin).
+        threads: inference threads (default: OpenVINO's choice).
+        inference_precision: ``None`` (OpenVINO's default for this CPU), ``"f32"`` or
+            ``"bf16"``.
+    """
+
+    backend = "openvino"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        inference_precision: str | None = None,
+    ) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ImportError(
+                "--runtime openvino needs OpenVINO: pip install 'resnet-pl[openvino]'"
+            ) from None
+        from resnet_pl.deploy.exporters import read_metadata
+
+        if device != "cpu":
+            raise ValueError(f"the openvino runtime runs on the CPU here; got device={device!r}")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX file {self.path} does not exist")
+        core = ov.Core()
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        if inference_precision:
+            config["INFERENCE_PRECISION_HINT"] = inference_precision
+        try:
+            model = core.read_model(str(self.path))
+            self.compiled = core.compile_model(model, "CPU", config)
+            meta = read_metadata(self.path)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"{self.path} is not an ONNX model OpenVINO can load ({first}); re-export it "
+                "with resnet-pl export"
+            ) from None
+        self.request = self.compiled.create_infer_request()
+        self.precision_hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        dims = [
+            d.get_length() if d.is_static else None for d in model.inputs[0].get_partial_shape()
+        ]
+        self._configure(meta, dims)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        self.request.infer({0: x})
+        return np.array(self.request.get_output_tensor(0).data)
 
 
 class TorchClassifier(Classifier):
@@ -251,15 +332,26 @@ def open_classifier(
     device: str = "cpu",
     threads: int | None = None,
     pretrained: bool | None = None,
+    runtime: Runtime = "onnxruntime",
 ) -> Classifier:
-    """A classifier for ``model``: an ``.onnx`` file (ONNX Runtime), or a registry name /
-    checkpoint (PyTorch; with ``backend="onnx"`` it is exported to ONNX first, in memory)."""
+    """A classifier for ``model``: an ``.onnx`` file (in ONNX Runtime, or OpenVINO with
+    ``runtime="openvino"``), or a registry name / checkpoint (PyTorch; with ``backend="onnx"``
+    it is exported to ONNX first, in memory)."""
     is_onnx = str(model).endswith(".onnx")
     if backend not in ("auto", "torch", "onnx"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be 'onnxruntime' or 'openvino', got {runtime!r}")
     if is_onnx and backend == "torch":
         raise ValueError("an .onnx file runs on ONNX Runtime; use --backend onnx or auto")
+    if runtime == "openvino" and not is_onnx:
+        raise ValueError(
+            "--runtime openvino runs .onnx files; export one first: resnet-pl export "
+            f"{model} -o model.onnx"
+        )
     if is_onnx:
+        if runtime == "openvino":
+            return OpenVinoClassifier(model, device=device, threads=threads)
         return OnnxClassifier(model, device=device, threads=threads)
     if backend in ("auto", "torch"):
         return TorchClassifier(model, device=device, pretrained=pretrained)
