@@ -432,7 +432,7 @@ def deploy_command(row: Mapping[str, Any]) -> str:
         if prec == "int8":
             tagged = "." in arch
             data = "fashion_mnist" if tagged and "fashion_mnist" in arch else "DIR_OF_YOUR_IMAGES"
-            cmd += f" --calibration-data {data}"
+            cmd += f" --calibration_data {data}"
         return f"{cmd} && resnet-pl classify --model {out} --runtime {runtime} IMAGES..."
     steps = []
     if row.get("memory_format") == "channels_last":

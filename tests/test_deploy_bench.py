@@ -218,7 +218,7 @@ def test_recommend_fastest_within_budget() -> None:
     assert "--dtype fp16" in rec["command"] and "--runtime openvino" in rec["command"]
     (loose,) = recommend(rows, 1.0)
     assert loose["label"] == "ONNX Runtime, int8 file"
-    assert "--dtype int8 --calibration-data fashion_mnist" in loose["command"]
+    assert "--dtype int8 --calibration_data fashion_mnist" in loose["command"]
     (strict,) = recommend(rows, 0.0)
     assert strict["label"] == "ONNX Runtime, fp32 file"  # a gain is no loss
 

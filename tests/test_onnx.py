@@ -458,6 +458,38 @@ def test_features_only_export_map_by_map(
         assert np.abs(got - ref.numpy()).max() <= tol(ref)
 
 
+@pytest.mark.parametrize(
+    ("arch", "side", "features_only"),
+    [
+        ("resnet18", 64, True),  # BasicBlock dilated: torchvision refuses this one
+        ("resnet18", 64, False),
+        pytest.param("resnet50", 64, True, marks=pytest.mark.slow),  # Bottleneck
+    ],
+)
+def test_dilated_export(arch: str, side: int, features_only: bool, tmp_path: Path) -> None:
+    """output_stride=8 (dilation in the last two stages) exports and verifies; a backbone's
+    maps keep the stride-8 resolution, checked against PyTorch at a batch never traced."""
+    model = randomize_bn(
+        resnet_pl.create_model(arch, output_stride=8, features_only=features_only), seed=4
+    )
+    path = tmp_path / "dilated.onnx"
+    report = export_onnx(model, path, input_shape=(3, side, side), exporter="torchscript")
+    assert report.passed and report.features_only is features_only
+    sess = session(path)
+    x = torch.randn(3, 3, side, side, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        refs = model(x)
+    outs = sess.run(None, {"input": x.numpy()})
+    refs = refs if isinstance(refs, list) else [refs]
+    for ref, got in zip(refs, outs, strict=True):
+        assert got.shape == tuple(ref.shape)
+        assert np.abs(got - ref.numpy()).max() <= tol(ref)
+    if features_only:
+        info = read_metadata(path)["feature_info"]
+        assert [f["reduction"] for f in info] == [4, 8, 8, 8]
+        assert [tuple(f["shape"][1:]) for f in info][-1] == (side // 8, side // 8)
+
+
 def test_features_only_wrong_map_fails_verification(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
