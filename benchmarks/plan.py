@@ -209,6 +209,15 @@ class Case:
             and split_name(self.arch)[0] in TORCHVISION_TWINS
         )
 
+    def group_key(self) -> tuple[Any, ...]:
+        """Cases with equal keys are measured together in a suite with group interleave."""
+        return (self.arch, self.mode, self.batch_size, self.input_size, self.device, self.loader)
+
+    def path_key(self) -> tuple[Any, ...]:
+        """The deployment path (the same at every batch size)."""
+        return (self.arch, self.mode, self.input_size, self.precision, self.memory_format,
+                self.backend, self.device, self.loader)  # fmt: skip
+
     def key(self) -> tuple[Any, ...]:
         return (
             self.arch,
