@@ -264,3 +264,42 @@ def test_recipe_under_two_process_ddp(tmp_path: Path) -> None:
                                       verbose=False)[0]  # fmt: skip
     assert logged["world_size"] == 2
     assert logged["val_acc"] == pytest.approx(ref["val_acc"], abs=1e-6)
+
+
+# ---- TTA through deployment -------------------------------------------------------------------
+@pytest.mark.timeout(600)
+def test_tta_recorded_in_checkpoint_reaches_export_and_classify(tmp_path: Path) -> None:
+    """A checkpoint trained with tta='flip': classify averages the same views, the ONNX file
+    carries them in its graph (and says so), and tta='none' exports the single-view net."""
+    import onnxruntime as ort
+
+    from resnet_pl.deploy import export_onnx
+    from resnet_pl.deploy.runtime import TorchClassifier
+    from resnet_pl.deploy.source import load_model
+
+    model = ResNetClassifier("resnet20", num_classes=10, model_kwargs=TINY, tta="flip")
+    trainer = _trainer(tmp_path, max_steps=2, limit_val_batches=1)
+    trainer.fit(model, _fake())
+    ckpt = tmp_path / "tta.ckpt"
+    trainer.save_checkpoint(ckpt)
+    net = load_model(ckpt).model
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected, plain = tta_logits(net, x, "flip").numpy(), net(x).numpy()
+
+    got = TorchClassifier(ckpt).logits(x)
+    np_close = torch.testing.assert_close
+    np_close(torch.from_numpy(got), torch.from_numpy(expected), atol=1e-5, rtol=1e-4)
+
+    report = export_onnx(ckpt, tmp_path / "tta.onnx", verify=True)
+    assert any("'flip' (2 views) is inside the graph" in n for n in report.notes)
+    sess = ort.InferenceSession(str(tmp_path / "tta.onnx"), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta.get("tta") == "flip"
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np_close(torch.from_numpy(out), torch.from_numpy(expected), atol=1e-4, rtol=1e-3)
+
+    export_onnx(ckpt, tmp_path / "plain.onnx", verify=True, tta="none")
+    sess = ort.InferenceSession(str(tmp_path / "plain.onnx"), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np_close(torch.from_numpy(out), torch.from_numpy(plain), atol=1e-4, rtol=1e-3)

@@ -117,6 +117,13 @@ def build_parsers() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
     )
     ex.add_argument("--verify_samples", type=int, default=256, help="real images verified on")
     ex.add_argument(
+        "--tta",
+        type=str | None,
+        default=None,
+        help="test-time augmentation views in the graph: none, flip, shift, flip_shift "
+        "(default: what the checkpoint was evaluated with)",
+    )
+    ex.add_argument(
         "--benchmark_runs",
         type=int | None,
         default=None,
@@ -244,6 +251,7 @@ def _export(args: Namespace) -> int:
             pretrained=True if args.pretrained else None,
             calibration_samples=args.calibration_samples,
             verify_samples=args.verify_samples,
+            tta=args.tta,
         )
     except ExportVerificationError as e:
         _err(str(e))

@@ -61,6 +61,7 @@ from resnet_pl.deploy.preprocess import resolve_data_cfg
 from resnet_pl.deploy.real_data import DataLike, RealData, as_real_data, auto_real_data
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model, sha256_file
 from resnet_pl.deploy.verify import TOLERANCES, Tolerance, describe_tolerance, verify_export
+from resnet_pl.models.tta import num_views, with_tta
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -173,6 +174,7 @@ def export_onnx(
     calibration_samples: int = 256,
     verify_samples: int = 256,
     benchmark_runs: int | None = None,
+    tta: str | None = None,
 ) -> ExportReport:
     """Export a model to a verified, self-describing ONNX file.
 
@@ -315,6 +317,25 @@ def export_onnx(
                 f"(> {fold_tol:.1e}); export with fold_batchnorm=False and report this model"
             )
 
+    # Test-time augmentation: by default the views the checkpoint was evaluated with go into
+    # the graph (after folding, which needs the plain network), so the file reproduces
+    # `resnet-pl test`; tta="none" exports the single-view network, and the report says which.
+    tta_mode = tta if tta is not None else str(loaded.cfg.get("tta") or "none")
+    if tta_mode != "none":
+        if features_only:
+            raise ExportOptionError("tta applies to classifiers, not features_only backbones")
+        to_export, reference = with_tta(to_export, tta_mode), with_tta(reference, tta_mode)
+        report.notes.append(
+            f"test-time augmentation {tta_mode!r} ({num_views(tta_mode)} views) is inside the "
+            "graph, as `resnet-pl test` evaluated it; export with tta='none' (--tta none) "
+            "for the single-view network"
+        )
+    elif loaded.cfg.get("tta") not in (None, "none"):
+        report.notes.append(
+            f"the model was evaluated with tta={loaded.cfg['tta']!r}; this file has no TTA "
+            "views (its accuracy can be a little lower than `resnet-pl test` reported)"
+        )
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".resnet_pl_export_", dir=path.parent) as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
@@ -337,6 +358,7 @@ def export_onnx(
                 "output_names": output_names,
                 "features_only": features_only,
                 "feature_info": feature_info,
+                "tta": tta_mode,
                 "input_size": list(shape),
                 "mean": list(cfg["mean"]),
                 "std": list(cfg["std"]),

@@ -29,6 +29,7 @@ from resnet_pl.deploy.preprocess import (
     resolve_data_cfg,
 )
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model
+from resnet_pl.models.tta import with_tta
 
 Backend = Literal["auto", "torch", "onnx"]
 Runtime = Literal["onnxruntime", "openvino"]
@@ -316,7 +317,8 @@ class TorchClassifier(Classifier):
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' but no CUDA device is available; use --device cpu")
-        self.model = loaded.model.to(self.device).eval()
+        # The TTA views a checkpoint was evaluated with (resnet_pl.models.tta).
+        self.model = with_tta(loaded.model, loaded.cfg.get("tta")).to(self.device).eval()
         self.metadata = base_metadata(loaded.cfg)
         super().__init__(loaded.cfg, self.metadata.get("class_names"))
 

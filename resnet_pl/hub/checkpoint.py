@@ -287,6 +287,8 @@ def checkpoint_cfg(
         "num_classes": ck.num_classes,
         "categories": list(categories) if categories else None,
         "dataset": dataset,
+        # The TTA views the checkpoint was evaluated with; hub verify evaluates the same way.
+        "tta": str(hp.get("tta") or "none"),
         "metrics": {},
         "num_params": count_params(model),
         "gflops": round(count_flops(model, input_size) / 1e9, 6),

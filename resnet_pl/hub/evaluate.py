@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet_pl.errors import DatasetUnavailableError
+from resnet_pl.models.tta import with_tta
 
 IDX_DATASETS = ("fashion_mnist", "mnist")
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn")
@@ -110,7 +111,7 @@ def measure_small(
         (preprocess_uint8(images[i : i + batch_size], cfg), labels[i : i + batch_size])
         for i in range(0, len(images), batch_size)
     )
-    logits, targets = _logits(model, batches)
+    logits, targets = _logits(with_tta(model, cfg.get("tta")), batches)
     hit1, hit5 = accuracy_counts(logits, targets)
     return {
         **summarise(hit1, hit5, slices),
@@ -169,7 +170,7 @@ def measure_folder(
             x = torch.stack([transform(load_image(p, chans)) for p in paths[i : i + batch_size]])
             yield x, torch.tensor(labels[i : i + batch_size])
 
-    logits, targets = _logits(model, batches())
+    logits, targets = _logits(with_tta(model, cfg.get("tta")), batches())
     hit1, hit5 = accuracy_counts(logits, targets)
     return {
         **summarise(hit1, hit5),
