@@ -27,6 +27,7 @@ from resnet_pl.lightning.checkpointing import (
     StepCheckpoint,
 )
 from resnet_pl.lightning.data import ImageDataModule
+from resnet_pl.lightning.distill import DistillationClassifier  # noqa: F401 (--model short name)
 from resnet_pl.lightning.errors import (
     ConfigError,
     NonFiniteLossError,
@@ -61,8 +62,13 @@ class ResNetCLI(LightningCLI):
     in one run folder, a rich progress bar and PNG plots."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
+        # Subclass mode: ``--model DistillationClassifier`` (or ``class_path`` in a YAML) picks
+        # another ResNetClassifier subclass; flat ``model:`` options still mean the default.
+        parser.set_defaults({"model": {"class_path": _class_path(self._model_class)}})
+        parser.link_arguments(
+            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
+        )
+        parser.link_arguments("data.in_chans", "model.init_args.in_chans", apply_on="instantiate")
         parser.add_argument(
             "--run_name",
             type=str,
@@ -153,6 +159,10 @@ class ResNetCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _check_writable(folder: Path, option: str) -> None:
     """Create ``folder`` and write a scratch file in it, or raise :class:`ConfigError`."""
     try:
@@ -194,13 +204,17 @@ def cli_main(
     exit_on_error: bool = True,
 ) -> ResNetCLI:
     """Run the Lightning part of the CLI; tests and user projects call this with ``args``
-    (and their own subclasses). ``exit_on_error=False`` raises ``jsonargparse.ArgumentError``
-    for a bad option instead of printing the usage and exiting."""
+    (and their own subclasses). ``model_class`` is the default model; any subclass of it
+    (:class:`~resnet_pl.lightning.distill.DistillationClassifier` is imported, so its short name
+    works) is chosen with ``--model NAME`` or ``model: class_path: ...`` in a config.
+    ``exit_on_error=False`` raises ``jsonargparse.ArgumentError`` for a bad option instead of
+    printing the usage and exiting."""
     return ResNetCLI(
         model_class,
         datamodule_class,
         args=args,  # type: ignore[arg-type]
         run=run,
+        subclass_mode_model=True,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
