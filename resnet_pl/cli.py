@@ -230,6 +230,10 @@ def _lightning_main(argv: list[str]) -> int:
 
     try:
         cli_main(argv, exit_on_error=False)
+    except SystemExit as done:
+        if done.code in (0, None) and _plain_help(argv):
+            _print_model_help(argv[0])
+        raise
     except ArgumentError as err:
         message = " ".join(str(err).split())
         print(
@@ -242,6 +246,28 @@ def _lightning_main(argv: list[str]) -> int:
         print(f"resnet-pl: error: {message}", file=sys.stderr)
         return 1 if isinstance(err, NonFiniteLossError) else 2
     return 0
+
+
+def _plain_help(argv: list[str]) -> bool:
+    """``fit --help`` without ``--model CLASS``: the help should show the default model's
+    options too (subclass mode lists only ``--model CLASS`` and ``--model.help``)."""
+    if not any(a in ("-h", "--help") for a in argv):
+        return False
+    for i, a in enumerate(argv):
+        if a.startswith("--model="):
+            return False
+        if a == "--model" and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            return False
+    return True
+
+
+def _print_model_help(subcommand: str) -> None:
+    print(f"\nOptions of the default model (resnet-pl {subcommand} --model.help NAME shows "
+          f"another, e.g. DistillationClassifier):\n")  # fmt: skip
+    import contextlib
+
+    with contextlib.suppress(SystemExit):  # the help action exits after printing
+        cli_main([subcommand, "--model.help", _class_path(ResNetClassifier)], exit_on_error=False)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ mode give different outputs); students are the same tiny layout.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -32,6 +33,7 @@ from resnet_pl.lightning import (
     TeacherMismatchError,
 )
 from resnet_pl.lightning.augment import batch_augment
+from resnet_pl.lightning.distill import FeatureTap
 from tests.test_reliability import FIT_ARGS, KILLER, STEPS, _assert_same_training_state, _env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -291,6 +293,9 @@ def test_feature_projection_trains_and_is_not_exported(
     module.eval()
     with torch.no_grad():
         torch.testing.assert_close(net(x), module(x))
+    # The student's hook is a small tap: copying the network (EMA, export) copies no teacher.
+    copied = copy.deepcopy(module.model)
+    assert all(isinstance(h, FeatureTap) for h in copied.layer2._forward_hooks.values())
 
 
 # ---- checkpoints and resume ----------------------------------------------------------------

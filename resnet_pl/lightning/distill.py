@@ -73,8 +73,7 @@ class Teacher(nn.Module):
         self.input_size = tuple(int(v) for v in input_size)
         self.source = source
         self.sha256 = sha256
-        self.feature: Tensor | None = None
-        self._hook: Any = None
+        self.tap: FeatureTap | None = None
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.train(False)
@@ -89,14 +88,12 @@ class Teacher(nn.Module):
         return super().train(False)
 
     def capture_stage(self, stage: int) -> int:
-        """Keep the output of stage ``stage`` (1-based) of each forward in :attr:`feature`;
+        """Keep the output of stage ``stage`` (1-based) of each forward in ``self.tap``;
         returns that stage's channel count."""
         name, channels = _stage(self.model, stage, f"teacher {self.source}")
-        self._hook = self.model.get_submodule(name).register_forward_hook(self._keep)
+        self.tap = FeatureTap(training_only=False)
+        self.model.get_submodule(name).register_forward_hook(self.tap)
         return channels
-
-    def _keep(self, module: nn.Module, inputs: Any, output: Tensor) -> None:
-        self.feature = output
 
     def prepare(self, x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
         """The student's normalised batch ``x`` as this teacher's own eval transform would have
@@ -126,6 +123,25 @@ class Teacher(nn.Module):
             self.model.eval()
         with torch.no_grad():
             return self.model(self.prepare(x, mean, std)).float()
+
+
+class FeatureTap:
+    """A forward hook that keeps its module's last output (``training_only``: only from a
+    training forward with gradients, so eval and export passes keep nothing). A small object
+    rather than a bound method of the Lightning module, so copying the hooked network (EMA,
+    export) does not copy the module and its teachers along with it."""
+
+    def __init__(self, *, training_only: bool) -> None:
+        self.training_only = training_only
+        self.output: Tensor | None = None
+
+    def __call__(self, module: nn.Module, inputs: Any, output: Tensor) -> None:
+        if not self.training_only or (module.training and torch.is_grad_enabled()):
+            self.output = output
+
+    def pop(self) -> Tensor | None:
+        output, self.output = self.output, None
+        return output
 
 
 def _column(values: Sequence[float], like: Tensor) -> Tensor:
@@ -286,7 +302,7 @@ class DistillationClassifier(ResNetClassifier):
         for store in (self.hparams, self._hparams_initial):
             store["teacher_sha256"] = digests  # type: ignore[index]
         self.feature_proj: nn.ModuleList | None = None
-        self._student_feature: Tensor | None = None
+        self._student_tap = FeatureTap(training_only=True)
         self._batch_input: Tensor | None = None
         if feature_weight > 0:
             self._setup_feature_loss(members, feature_stage)
@@ -323,12 +339,7 @@ class DistillationClassifier(ResNetClassifier):
         self.feature_proj = nn.ModuleList(
             nn.Conv2d(c_student, c_t, kernel_size=1, bias=True) for c_t in c_teachers
         )
-        self.model.get_submodule(name).register_forward_hook(self._keep_student_feature)
-
-    def _keep_student_feature(self, module: nn.Module, inputs: Any, output: Tensor) -> None:
-        # Only a training forward feeds the loss; eval and export passes keep nothing.
-        if module.training and torch.is_grad_enabled():
-            self._student_feature = output
+        self.model.get_submodule(name).register_forward_hook(self._student_tap)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Device and dtype moves (``.to``, ``.cuda``, ``.half`` all end here) also move the
@@ -407,14 +418,12 @@ class DistillationClassifier(ResNetClassifier):
     def feature_loss(self) -> Tensor:
         """Mean over teachers of ``MSE(proj(student stage), teacher stage)``; the teacher's map
         is resized to the student's when their resolutions differ."""
-        s = self._student_feature
-        self._student_feature = None
+        s = self._student_tap.pop()
         if s is None or self.feature_proj is None:
             raise RuntimeError("no student feature was kept: call self(x) in training mode first")
         losses = []
         for proj, teacher in zip(self.feature_proj, self.teachers, strict=True):
-            target = teacher.feature
-            teacher.feature = None
+            target = teacher.tap.pop() if teacher.tap is not None else None
             if target is None:
                 raise RuntimeError(f"teacher {teacher.source} kept no feature map")
             target = target.float()
