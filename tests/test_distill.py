@@ -505,3 +505,23 @@ def test_benchmark_script_writes_results(tmp_path: Path, fashion_mnist_dir: Path
     assert doc["teachers"][0]["n"] == 200 and doc["teachers"][0]["test_top1"] > 80
     assert doc["summary"]["kd"]["n"] == 1 and "wall_ratio_kd_over_baseline" in doc["summary"]
     assert path.with_suffix(".md").read_text().startswith("# Knowledge distillation")
+
+
+def test_cli_subclass_mode_only_when_a_class_is_named(tmp_path: Path) -> None:
+    """Plain commands keep flat ``--model.X`` options (help, errors, saved configs unchanged);
+    naming a class on the command line, in a config or through a checkpoint switches."""
+    from resnet_pl.cli import names_model_class
+
+    flat = REPO / "configs" / "fashion_mnist_resnet20.yaml"
+    assert not names_model_class(["fit", "--config", str(flat), "--model.arch", "resnet32"])
+    assert not names_model_class(["fit", "--help"])
+    assert names_model_class(["fit", "--model", "DistillationClassifier"])
+    assert names_model_class(["fit", "--model=DistillationClassifier"])
+    assert names_model_class(["fit", "--model.help", "DistillationClassifier"])
+    assert names_model_class(["fit", "--config", str(KD_CONFIG)])
+    assert names_model_class(["fit", f"--config={KD_CONFIG}"])
+    ckpt = tmp_path / "x.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "a.B", "arch": "x"}}, ckpt)
+    assert names_model_class(["fit", "--ckpt_path", str(ckpt)])
+    torch.save({"state_dict": {}, "hyper_parameters": {"arch": "x"}}, ckpt)
+    assert not names_model_class(["fit", "--ckpt_path", str(ckpt)])
