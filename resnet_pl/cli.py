@@ -151,7 +151,7 @@ class ResNetCLI(LightningCLI):
             super().instantiate_classes()
         except ValueError as err:
             cause: BaseException | None = err
-            while cause is not None and not isinstance(cause, _user_errors()):
+            while cause is not None and not isinstance(cause, ResNetPLError):
                 cause = cause.__cause__
             if cause is None or cause is err:
                 raise

@@ -138,8 +138,12 @@ def test_teacher_frozen_in_eval_and_outside_module_tree() -> None:
     assert all(p.dtype == torch.float64 for p in teacher.parameters())
 
 
-def test_training_changes_student_not_teacher(tmp_path: Path, fashion_mnist_dir: Path) -> None:
-    module = _student(SHIPPED, lr=0.05)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_training_changes_student_not_teacher(
+    tmp_path: Path, fashion_mnist_dir: Path, ema_decay: float
+) -> None:
+    """Also with the weight average (its copy of the module must not average the teacher)."""
+    module = _student(SHIPPED, lr=0.05, ema_decay=ema_decay)
     before_t = _teacher_state(module)
     before_s = {k: v.clone() for k, v in module.model.state_dict().items()}
     _trainer(tmp_path, 6).fit(module, datamodule=_data(fashion_mnist_dir))

@@ -223,9 +223,10 @@ def _checkpoint_teacher(path: Path, digest: str) -> Teacher:
 
 
 def _registry_teacher(name: str, expected: str | None) -> Teacher:
+    from resnet_pl.factory import create_model
     from resnet_pl.hub.pretrained import resolve_file, sha256_file
     from resnet_pl.hub.weights import get_weights
-    from resnet_pl.models.registry import create_model, split_name
+    from resnet_pl.models.registry import split_name
 
     arch, tag = split_name(name)
     if tag is None:
