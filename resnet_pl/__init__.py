@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and IDEs
     from resnet_pl.errors import ResNetPLError
     from resnet_pl.factory import create_model, model_info
     from resnet_pl.hub import list_pretrained, transforms
-    from resnet_pl.lightning import ImageDataModule, ResNetClassifier
+    from resnet_pl.lightning import DistillationClassifier, ImageDataModule, ResNetClassifier
     from resnet_pl.models import (
         BasicBlock,
         Bottleneck,
@@ -70,6 +70,7 @@ _LAZY = {
     "list_pretrained": "resnet_pl.hub",
     "transforms": "resnet_pl.hub",
     "ResNetClassifier": "resnet_pl.lightning",
+    "DistillationClassifier": "resnet_pl.lightning",
     "ImageDataModule": "resnet_pl.lightning",
     "export_onnx": "resnet_pl.deploy",
     **dict.fromkeys(
@@ -136,6 +137,7 @@ __all__ = [
     "__version__",
     "BasicBlock",
     "Bottleneck",
+    "DistillationClassifier",
     "ImageDataModule",
     "PreActBasicBlock",
     "PreActBottleneck",

@@ -27,6 +27,7 @@ from resnet_pl.lightning.checkpointing import (
     StepCheckpoint,
 )
 from resnet_pl.lightning.data import ImageDataModule
+from resnet_pl.lightning.distill import DistillationClassifier  # noqa: F401 (--model short name)
 from resnet_pl.lightning.errors import (
     ConfigError,
     NonFiniteLossError,
@@ -61,8 +62,15 @@ class ResNetCLI(LightningCLI):
     in one run folder, a rich progress bar and PNG plots."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
+        # Subclass mode (only when a command names a model class, see ``names_model_class``):
+        # ``--model DistillationClassifier`` or ``class_path`` in a YAML picks another
+        # ResNetClassifier subclass. Otherwise the model's options are plain ``--model.X``.
+        target = "model."
+        if self.subclass_mode_model:
+            parser.set_defaults({"model": {"class_path": _class_path(self._model_class)}})
+            target = "model.init_args."
+        parser.link_arguments("data.num_classes", f"{target}num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_chans", f"{target}in_chans", apply_on="instantiate")
         parser.add_argument(
             "--run_name",
             type=str,
@@ -135,6 +143,20 @@ class ResNetCLI(LightningCLI):
         if "weights_only" in cfg and cfg["weights_only"] is None:
             cfg["weights_only"] = True
 
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer. In subclass mode jsonargparse wraps an error raised by
+        the model's constructor in "Does not validate against any of the Union subtypes";
+        unwrap one of ours so it stays the one-line message it was written as."""
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, ResNetPLError):
+                cause = cause.__cause__
+            if cause is None or cause is err:
+                raise
+            raise cause from None
+
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg, run_dir = self._run_config()
         extra: list[Any] = [LearningRateMonitor(), PlotCallback(), PredictionWriter()]
@@ -151,6 +173,59 @@ class ResNetCLI(LightningCLI):
         if not cfg["trainer"].get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
+
+
+def names_model_class(argv: list[str]) -> bool:
+    """Whether a command chooses the model class: ``--model NAME`` / ``--model=NAME``,
+    ``--model.help NAME``, a ``--config`` whose ``model`` has a ``class_path``, or a
+    ``--ckpt_path`` file trained with another class (LightningCLI records ``_class_path``).
+    Only then does the CLI run in subclass mode; plain commands keep flat ``--model.X`` options,
+    their help and their one-line errors exactly as before."""
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg.startswith(("--model=", "--model.help")):
+            return True
+        if arg == "--model" and value and not value.startswith("-"):
+            return True
+        if arg in ("--config", "-c") or arg.startswith("--config="):
+            path = arg.split("=", 1)[1] if "=" in arg else value
+            if _config_names_class(Path(path)):
+                return True
+        if arg == "--ckpt_path" or arg.startswith("--ckpt_path="):
+            path = arg.split("=", 1)[1] if "=" in arg else value
+            if _checkpoint_names_class(Path(path)):
+                return True
+    return False
+
+
+def _config_names_class(path: Path) -> bool:
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # LightningCLI reports an unreadable config itself
+    if isinstance(config, dict) and isinstance(config.get("fit"), dict) and "model" not in config:
+        config = config["fit"]
+    model = config.get("model") if isinstance(config, dict) else None
+    return isinstance(model, dict) and "class_path" in model
+
+
+def _checkpoint_names_class(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    import torch
+
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+        hp = ckpt.get("hyper_parameters") or {}
+    except Exception:  # reported by ResNetCLI._parse_ckpt_path, one line
+        return False
+    return isinstance(hp, dict) and "_class_path" in hp
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _check_writable(folder: Path, option: str) -> None:
@@ -194,13 +269,17 @@ def cli_main(
     exit_on_error: bool = True,
 ) -> ResNetCLI:
     """Run the Lightning part of the CLI; tests and user projects call this with ``args``
-    (and their own subclasses). ``exit_on_error=False`` raises ``jsonargparse.ArgumentError``
-    for a bad option instead of printing the usage and exiting."""
+    (and their own subclasses). ``model_class`` is the default model; any subclass of it
+    (:class:`~resnet_pl.lightning.distill.DistillationClassifier` is imported, so its short name
+    works) is chosen with ``--model NAME`` or ``model: class_path: ...`` in a config.
+    ``exit_on_error=False`` raises ``jsonargparse.ArgumentError`` for a bad option instead of
+    printing the usage and exiting."""
     return ResNetCLI(
         model_class,
         datamodule_class,
         args=args,  # type: ignore[arg-type]
         run=run,
+        subclass_mode_model=names_model_class(sys.argv[1:] if args is None else args),
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,

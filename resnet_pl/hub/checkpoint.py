@@ -155,6 +155,11 @@ def build_model(ck: CheckpointContents) -> nn.Module:
     return model.eval()
 
 
+def _module_name(hp: dict[str, Any]) -> str:
+    """The LightningModule class that trained a checkpoint (LightningCLI records it)."""
+    return str(hp.get("_class_path") or "ResNetClassifier").rsplit(".", 1)[-1]
+
+
 def _stem(model: nn.Module) -> str:
     conv1 = getattr(model, "conv1", None)
     if isinstance(conv1, nn.Conv2d):
@@ -228,7 +233,7 @@ def make_recipe(
     config: Any = None
     if config_yaml is not None and config_yaml.is_file():
         config = yaml.safe_load(config_yaml.read_text(encoding="utf-8"))
-    return {
+    recipe: dict[str, Any] = {
         "command": command
         or (f"resnet-pl fit --config {config_yaml}" if config_yaml else "not recorded"),
         "commit": commit or git_commit() or "unknown",
@@ -240,6 +245,23 @@ def make_recipe(
         "epoch": ck.epoch,
         "global_step": ck.global_step,
         "config": config,
+    }
+    teacher = _distillation(ck.hparams)
+    if teacher is not None:
+        recipe["distillation"] = teacher
+    return recipe
+
+
+def _distillation(hp: dict[str, Any]) -> dict[str, Any] | None:
+    """The teachers (source and sha256) and loss settings of a DistillationClassifier
+    checkpoint, for the recipe; None for a plain classifier. Only the student is published."""
+    if "teacher" not in hp:
+        return None
+    sources = [hp["teacher"]] if isinstance(hp["teacher"], str) else list(hp["teacher"])
+    digests = list(hp.get("teacher_sha256") or [None] * len(sources))
+    return {
+        "teachers": [{"source": s, "sha256": d} for s, d in zip(sources, digests, strict=False)],
+        **{k: hp.get(k) for k in ("temperature", "alpha", "feature_weight", "feature_stage")},
     }
 
 
@@ -298,7 +320,8 @@ def checkpoint_cfg(
         "url": None,
         "hf_hub_id": None,
         "license": license,
-        "origin": f"trained with resnet-pl {package_version()} (ResNetClassifier, {ck.path.name})",
+        "origin": f"trained with resnet-pl {package_version()} "
+        f"({_module_name(hp)}, {ck.path.name})",
         "credit": credit or DATASET_CREDITS.get(str(dataset)),
         "resnet_pl_version": package_version(),
         "stem": _stem(model),

@@ -1,6 +1,8 @@
-"""Lightning integration: the classifier module, the data module and the training CLI."""
+"""Lightning integration: the classifier (and distillation) modules, the data module and the
+training CLI."""
 
 from resnet_pl.lightning.data import DataNotFoundError, ImageDataModule
+from resnet_pl.lightning.distill import DistillationClassifier, TeacherMismatchError
 from resnet_pl.lightning.errors import (
     BadCheckpointError,
     ConfigError,
@@ -14,9 +16,11 @@ __all__ = [
     "BadCheckpointError",
     "ConfigError",
     "DataNotFoundError",
+    "DistillationClassifier",
     "ImageDataModule",
     "NonFiniteLossError",
     "NonFiniteWeightsError",
     "ResNetClassifier",
+    "TeacherMismatchError",
     "UntrustedCheckpointError",
 ]

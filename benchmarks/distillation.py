@@ -1,0 +1,302 @@
+"""Knowledge distillation on Fashion-MNIST: a student trained with KD against the same student and
+recipe without KD, over several seeds, in one run.
+
+    python -m benchmarks.distillation [--seeds 0 1] [--epochs 15] [--teacher resnet20.fashion_mnist]
+    python -m benchmarks.distillation --max-steps 20 --train-subset 2000   # a quick smoke run
+
+For each seed both arms train from the same initialisation and data order (``seed_everything``):
+``baseline`` is :class:`~resnet_pl.lightning.ResNetClassifier`, ``kd`` is
+:class:`~resnet_pl.lightning.DistillationClassifier` with the same options plus the teacher.
+The final weights (cosine schedule to zero; nothing is chosen on the test split) are measured
+on the real test split. The teacher's own test top-1 is measured in the same run. Writes
+``benchmarks/results/distillation-<kind>-<time>.json`` and ``.md`` (``kind`` is ``smoke`` when
+``--max-steps`` or a subset is set, else ``full``): machine, CPU flags, versions, settings,
+every run, per-arm mean/spread of test top-1, the KD gain in points and the wall-time ratio
+kd / baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "fma")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU features that change training speed (from /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in CPU_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def default_student() -> tuple[str, dict[str, Any]]:
+    """``resnet8`` when the registry has it, else the ResNet-20 layout at widths 8/16/32."""
+    from resnet_pl import list_models
+
+    if "resnet8" in list_models():
+        return "resnet8", {}
+    return "resnet20", {"widths": [8, 16, 32]}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", nargs="+", default=["resnet20.fashion_mnist"],
+                   help="weights name(s) or checkpoint(s); several = an ensemble")  # fmt: skip
+    p.add_argument("--student", default=None, help="registry arch (default: resnet8 if present)")
+    p.add_argument("--student-kwargs", default=None, help="JSON, e.g. '{\"widths\": [8, 16, 32]}'")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--max-steps", type=int, default=-1, help="stop each run early (smoke runs)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--alpha", type=float, default=0.9)
+    p.add_argument("--feature-weight", type=float, default=0.0)
+    p.add_argument("--precision", default="bf16-mixed", help="Lightning precision")
+    p.add_argument("--train-subset", type=int, default=None)
+    p.add_argument("--test-subset", type=int, default=None)
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX folder")
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    return p.parse_args(argv)
+
+
+def _datamodule(args: argparse.Namespace) -> Any:
+    from resnet_pl.lightning import ImageDataModule
+
+    # The repository's Fashion-MNIST recipe (configs/fashion_mnist_resnet20.yaml): a fixed
+    # validation split (seed 0), 2-px crops, flips, random erasing.
+    return ImageDataModule(
+        "fashion_mnist",
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        val_fraction=0.1,
+        seed=0,
+        augment="standard",
+        crop_padding=2,
+        random_erasing=0.25,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+    )
+
+
+def _trainer(args: argparse.Namespace, root: Path) -> Any:
+    import lightning as L
+
+    return L.Trainer(
+        max_epochs=args.epochs,
+        max_steps=args.max_steps,
+        precision=args.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(root),
+    )
+
+
+def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict[str, Any]:
+    """One run of ``arm`` (``baseline`` or ``kd``) with ``seed``: test top-1 and wall time."""
+    import lightning as L
+
+    from resnet_pl.lightning import DistillationClassifier, ResNetClassifier
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    options: dict[str, Any] = {
+        "arch": args.student,
+        "in_chans": 1,
+        "model_kwargs": args.student_kwargs_dict or None,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing,
+    }
+    if arm == "kd":
+        teacher = args.teacher[0] if len(args.teacher) == 1 else list(args.teacher)
+        module: Any = DistillationClassifier(
+            teacher=teacher,
+            temperature=args.temperature,
+            alpha=args.alpha,
+            feature_weight=args.feature_weight,
+            **options,
+        )
+    else:
+        module = ResNetClassifier(**options)
+    # The student is built first in both arms, so both start from the same weights; building
+    # the teachers then draws random numbers (their init before the weights load), so reseed:
+    # augmentation and stochastic draws during training are the same in both arms too.
+    L.seed_everything(seed + 1000, workers=True, verbose=False)
+    dm = _datamodule(args)
+    trainer = _trainer(args, root / f"{arm}-{seed}")
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    wall = time.perf_counter() - start
+    val = float(trainer.callback_metrics.get("val_acc", float("nan")))
+    test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    return {
+        "arm": arm,
+        "seed": seed,
+        "test_top1": round(100 * float(test["test_acc"]), 3),
+        "final_val_top1": round(100 * val, 3),
+        "fit_wall_s": round(wall, 2),
+        "steps": int(trainer.global_step),
+        "epochs": int(trainer.current_epoch),
+    }
+
+
+def teacher_top1(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each teacher's test top-1 with its own preprocessing, measured here."""
+    from resnet_pl.deploy.source import load_model
+    from resnet_pl.hub.evaluate import measure_small
+
+    rows = []
+    for source in args.teacher:
+        loaded = load_model(source)
+        cfg = dict(loaded.cfg)
+        cfg.setdefault("dataset", "fashion_mnist")
+        data_dir = Path(args.data_dir) if args.data_dir else None
+        metrics = measure_small(
+            loaded.model, cfg, "fashion_mnist", split="test", limit=args.test_subset,
+            data_dir=data_dir,
+        )  # fmt: skip
+        n_params = sum(p.numel() for p in loaded.model.parameters())
+        rows.append({"teacher": source, "test_top1": metrics["top1"], "n": metrics["n"],
+                     "num_params": n_params})  # fmt: skip
+    return rows
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per arm: mean, sample standard deviation, min and max of test top-1; mean wall time."""
+    out: dict[str, Any] = {}
+    for arm in ("baseline", "kd"):
+        acc = [r["test_top1"] for r in runs if r["arm"] == arm]
+        wall = [r["fit_wall_s"] for r in runs if r["arm"] == arm]
+        out[arm] = {
+            "n": len(acc),
+            "test_top1_mean": round(statistics.fmean(acc), 3),
+            "test_top1_std": round(statistics.stdev(acc), 3) if len(acc) > 1 else None,
+            "test_top1_min": min(acc),
+            "test_top1_max": max(acc),
+            "fit_wall_s_mean": round(statistics.fmean(wall), 2),
+        }
+    gain = out["kd"]["test_top1_mean"] - out["baseline"]["test_top1_mean"]
+    out["kd_gain_points"] = round(gain, 3)
+    out["wall_ratio_kd_over_baseline"] = round(
+        out["kd"]["fit_wall_s_mean"] / out["baseline"]["fit_wall_s_mean"], 3
+    )
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    s, st = doc["settings"], doc["summary"]
+    lines = [
+        f"# Knowledge distillation on Fashion-MNIST ({doc['kind']} run)",
+        "",
+        f"Command: `{doc['command']}`  ",
+        f"Machine: {doc['machine']['cpu_model']}, {doc['machine']['cpu_usable']} usable cores, "
+        f"flags {', '.join(doc['cpu_flags']) or '-'}; torch {doc['versions']['torch']}; "
+        f"{doc['time']}.  ",
+        f"Student `{s['student']}` {s['student_kwargs'] or ''} ({doc['student_params']} params); "
+        f"T={s['temperature']}, alpha={s['alpha']}, feature_weight={s['feature_weight']}; "
+        f"{s['epochs']} epochs (max_steps {s['max_steps']}), batch {s['batch_size']}, "
+        f"lr {s['lr']}, precision {s['precision']}, seeds {s['seeds']}.",
+        "",
+        "| teacher | params | test top-1 (%) | n |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {t['teacher']} | {t['num_params']} | {t['test_top1']:.2f} | {t['n']} |"
+        for t in doc["teachers"]
+    ]
+    lines += [
+        "",
+        "| student | runs | test top-1 mean (%) | std | min | max | fit wall (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for arm in ("baseline", "kd"):
+        a = st[arm]
+        std = "-" if a["test_top1_std"] is None else f"{a['test_top1_std']:.2f}"
+        lines.append(
+            f"| {arm} | {a['n']} | {a['test_top1_mean']:.2f} | {std} | {a['test_top1_min']:.2f} "
+            f"| {a['test_top1_max']:.2f} | {a['fit_wall_s_mean']:.0f} |"
+        )
+    lines += [
+        "",
+        f"KD gain: {st['kd_gain_points']:+.2f} points; wall time kd / baseline: "
+        f"{st['wall_ratio_kd_over_baseline']:.2f}x (same run, same machine; the machine may be "
+        f"shared, so times are indicative).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+    import tempfile
+
+    import torch
+
+    from benchmarks.report import machine_info, versions, write_json, write_text
+
+    args = parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    arch, kwargs = default_student()
+    if args.student is None:
+        args.student = arch
+        if args.student_kwargs is None:
+            args.student_kwargs = json.dumps(kwargs)
+    args.student_kwargs_dict = json.loads(args.student_kwargs) if args.student_kwargs else {}
+    smoke = args.max_steps > 0 or args.train_subset is not None or args.test_subset is not None
+    kind = "smoke" if smoke else "full"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for arm in ("baseline", "kd"):
+                row = train_one(args, arm, seed, Path(tmp))
+                print(json.dumps(row), flush=True)
+                runs.append(row)
+    from resnet_pl import create_model
+
+    student = create_model(args.student, in_chans=1, **args.student_kwargs_dict)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out_dir", "student_kwargs_dict")}
+    settings["student_kwargs"] = args.student_kwargs_dict
+    doc = {
+        "benchmark": "distillation",
+        "kind": kind,
+        "time": stamp,
+        "command": "python -m benchmarks.distillation " + " ".join(given),
+        "machine": machine_info(),
+        "cpu_flags": cpu_flags(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": versions(),
+        "settings": settings,
+        "student_params": sum(p.numel() for p in student.parameters()),
+        "teachers": teacher_top1(args),
+        "runs": runs,
+        "summary": summarise(runs),
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    base = args.out_dir / f"distillation-{kind}-{stamp}"
+    write_json(doc, [base.with_suffix(".json")])
+    write_text(base.with_suffix(".md"), markdown(doc))
+    print(f"wrote {base}.json and {base}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
