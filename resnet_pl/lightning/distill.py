@@ -172,12 +172,11 @@ def load_teacher(source: str, *, expected_sha256: str | None = None) -> Teacher:
     given (a resumed run) a different digest raises :class:`TeacherMismatchError` and the file
     is not loaded.
     """
-    from resnet_pl.deploy.source import is_checkpoint_path
     from resnet_pl.hub.pretrained import sha256_file
 
     text = str(source)
     path = Path(text)
-    if is_checkpoint_path(text) or path.is_file():
+    if text.endswith((".ckpt", ".pt", ".pth")) or path.is_file():
         if not path.is_file():
             raise ConfigError(f"teacher checkpoint {path} not found (or is not a file)")
         digest = sha256_file(path)
@@ -196,14 +195,15 @@ def _check_digest(source: str, digest: str, expected: str | None) -> None:
 
 
 def _checkpoint_teacher(path: Path, digest: str) -> Teacher:
-    from resnet_pl.deploy.source import CheckpointError, load_checkpoint
+    from resnet_pl.hub.checkpoint import CheckpointError, build_model, read_checkpoint
     from resnet_pl.lightning.data import SPECS
 
     try:
-        loaded = load_checkpoint(path)
+        ck = read_checkpoint(path)
+        model = build_model(ck).eval()
     except CheckpointError as err:
         raise ConfigError(f"teacher: {err}") from None
-    cfg = loaded.cfg
+    cfg = {k: ck.hparams.get(k) for k in ("dataset", "mean", "std", "input_size")}
     spec = SPECS.get(str(cfg.get("dataset")))
     mean = cfg.get("mean") or (spec.mean if spec else None)
     std = cfg.get("std") or (spec.std if spec else None)
@@ -214,12 +214,10 @@ def _checkpoint_teacher(path: Path, digest: str) -> Teacher:
         )
     size = cfg.get("input_size")
     if not size:
-        in_chans = int(getattr(loaded.model, "in_chans", len(mean)))
+        in_chans = int(getattr(model, "in_chans", len(mean)))
         side = spec.image_size if spec else 32
         size = (in_chans, side, side)
-    return Teacher(
-        loaded.model, mean=mean, std=std, input_size=size, source=str(path), sha256=digest
-    )
+    return Teacher(model, mean=mean, std=std, input_size=size, source=str(path), sha256=digest)
 
 
 def _registry_teacher(name: str, expected: str | None) -> Teacher:
