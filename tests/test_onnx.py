@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import resnet_pl
+from resnet_pl.data import preprocess_uint8
 from resnet_pl.deploy import (
     CheckpointError,
     ExportError,
@@ -30,7 +31,6 @@ from resnet_pl.deploy import (
     read_metadata,
 )
 from resnet_pl.deploy import onnx_export as onnx_export_module
-from resnet_pl.deploy.preprocess import preprocess_uint8
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import torch
 
-from resnet_pl.deploy.preprocess import IMAGE_SUFFIXES
+from resnet_pl.data import IMAGE_SUFFIXES
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,  # includes ExportOptionError, CheckpointError, UnknownModelError, ImageLoadError

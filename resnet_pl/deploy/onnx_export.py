@@ -41,9 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from resnet_pl.deploy.datasets import fashion_mnist_available, load_fashion_mnist
+from resnet_pl.data import idx_available, load_fashion_mnist, preprocess_uint8, resolve_data_cfg
 from resnet_pl.deploy.fold import fold_batchnorm as _fold
-from resnet_pl.deploy.preprocess import preprocess_uint8, resolve_data_cfg
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model, sha256_file
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
@@ -597,12 +596,7 @@ def _as_real_data(
 def _images_from_dir(folder: Path, cfg: Mapping[str, Any], n: int, what: str) -> _RealData:
     """Up to ``n`` images found under ``folder`` (sorted, recursive), preprocessed with the
     model's cfg; unreadable files are skipped."""
-    from resnet_pl.deploy.preprocess import (
-        IMAGE_SUFFIXES,
-        ImageLoadError,
-        eval_transform,
-        load_image,
-    )
+    from resnet_pl.data import IMAGE_SUFFIXES, ImageLoadError, eval_transform, load_image
 
     chans = int(cfg["input_size"][0])
     transform = eval_transform(cfg)
@@ -622,7 +616,7 @@ def _images_from_dir(folder: Path, cfg: Mapping[str, Any], n: int, what: str) ->
 def _auto_real_data(cfg: Mapping[str, Any], n: int) -> _RealData | None:
     """Real images for models trained on Fashion-MNIST, when its files are on this machine."""
     tagged = "fashion_mnist" in str(cfg.get("source_weights") or "")
-    if (cfg.get("dataset") == "fashion_mnist" or tagged) and fashion_mnist_available():
+    if (cfg.get("dataset") == "fashion_mnist" or tagged) and idx_available("fashion_mnist"):
         return _as_real_data("fashion_mnist", cfg, "test", n, "verify_data")
     return None
 

@@ -128,7 +128,7 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         ) from None
     model.eval()
     cfg = _cfg_from_model(model)
-    for key in ("class_names", "mean", "std", "input_size", "dataset"):
+    for key in ("class_names", "mean", "std", "input_size", "crop_pct", "dataset"):
         if hp.get(key) is not None:
             value = hp[key]
             cfg[key] = list(value) if isinstance(value, tuple | list) else value

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import pickle
 
+from resnet_pl.data.errors import BadDataError, DataNotFoundError
+
+__all__ = [
+    "BadCheckpointError",
+    "BadDataError",
+    "ConfigError",
+    "DataNotFoundError",
+    "NonFiniteLossError",
+    "NonFiniteWeightsError",
+    "UntrustedCheckpointError",
+    "checkpoint_load_error",
+    "explain_unsafe_checkpoint",
+]
+
 
 class ConfigError(ValueError):
     """A bad option (name, value, or output folder), found before any training step runs."""
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A dataset's files are missing; the message names the paths tried and how to get them."""
-
-
-class BadDataError(ValueError):
-    """Data files that exist but cannot be used (corrupt, truncated, inconsistent); the
-    message names the file."""
 
 
 class NonFiniteLossError(FloatingPointError):
