@@ -8,19 +8,9 @@ from __future__ import annotations
 
 import pickle
 
-from resnet_pl.data.errors import BadDataError, DataNotFoundError
-
-__all__ = [
-    "BadCheckpointError",
-    "BadDataError",
-    "ConfigError",
-    "DataNotFoundError",
-    "NonFiniteLossError",
-    "NonFiniteWeightsError",
-    "UntrustedCheckpointError",
-    "checkpoint_load_error",
-    "explain_unsafe_checkpoint",
-]
+# Defined with the data layer (which must not import this package); re-exported here.
+from resnet_pl.data.errors import BadDataError as BadDataError
+from resnet_pl.data.errors import DataNotFoundError as DataNotFoundError
 
 
 class ConfigError(ValueError):
