@@ -176,7 +176,7 @@ def _flops_per_train_image(config: str) -> float | None:
     """Forward FLOPs x 3 (forward + backward) of the config's model at its input size."""
     import yaml
 
-    from resnet_pl.lightning.data import SPECS
+    from resnet_pl.data import SPECS
     from resnet_pl.models.registry import model_info
 
     cfg = yaml.safe_load((REPO / config).read_text())
