@@ -34,10 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks import dense
 from benchmarks.aggregate import Measurement
 from benchmarks.plan import Case, forward_flops
 from resnet_pl.data.specs import IMAGENET_MEAN, IMAGENET_STD
-from resnet_pl.models.registry import count_flops, count_params, create_model
+from resnet_pl.factory import create_model
+from resnet_pl.models.registry import count_flops, count_params
 
 OURS = "resnet_pl"
 TWIN = "torchvision"
@@ -128,6 +130,9 @@ def twin_flops(arch: str, input_size: int) -> int:
     """Forward FLOPs per image of torchvision's model, counted the same way as ours."""
     import torchvision
 
+    if dense.parse(arch) is not None:
+        return dense.flops(arch, input_size, twin=True)
+
     with torch.device("meta"):
         model = torchvision.models.get_model(arch, weights=None)
     return count_flops(model, (3, input_size, input_size))
@@ -198,12 +203,19 @@ def build_model(impl: str, case: Case, ours: nn.Module | None) -> nn.Module:
     """Our model, or torchvision's with our weights copied in (identical numbers make the two
     run identical arithmetic, denormals included). ONNX rows build on the CPU for export."""
     device = "cpu" if case.backend.startswith("onnxruntime") else case.device
+    spec = dense.parse(case.arch)
     with torch.device(device):
         if impl == OURS:
-            return create_model(case.arch)
+            return create_model(case.arch) if spec is None else dense.build(case.arch)
         import torchvision
 
-        model = torchvision.models.get_model(case.arch, weights=None)
+        if spec is not None:
+            twin = dense.build_twin(case.arch, ours) if ours is not None else None
+            if twin is None:
+                raise ValueError(f"torchvision has no model matching {case.arch!r}")
+            model = twin
+        else:
+            model = torchvision.models.get_model(case.arch, weights=None)
     if ours is not None:
         model.load_state_dict(ours.state_dict())
     return model

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from resnet_pl.models.registry import get_default_cfg, model_info
+from benchmarks import dense
+from resnet_pl.factory import model_info
+from resnet_pl.models.registry import get_default_cfg
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 MEMORY_FORMATS = ("contiguous", "channels_last")
@@ -34,6 +36,16 @@ TORCHVISION_TWINS = frozenset(
         "wide_resnet50_2",
         "wide_resnet101_2",
     }
+)
+# Dense-prediction rows (see benchmarks/dense.py): backbones at output stride 16/8 and
+# DeepLabV3 heads; resnet18 and resnet20 have no torchvision twin (it cannot dilate them).
+DENSE_ARCHS = (
+    "resnet50-os16",
+    "resnet50-os8",
+    "deeplabv3_resnet50",
+    "resnet18-os8",
+    "resnet20-os1",
+    "deeplabv3_resnet20",
 )
 
 
@@ -127,6 +139,8 @@ class Case:
 
     @property
     def has_twin(self) -> bool:
+        if dense.parse(self.arch) is not None:
+            return dense.has_twin(self.arch, TORCHVISION_TWINS)
         return self.family == "imagenet" and self.arch in TORCHVISION_TWINS
 
     def key(self) -> tuple[Any, ...]:
@@ -213,6 +227,7 @@ def _suites() -> dict[str, Suite]:
             ),
             Sweep("depth", IMAGENET_DEPTHS, ("infer",), (8,)),
             Sweep("depth", CIFAR_DEPTHS, ("infer",), (32,)),
+            Sweep("dense", DENSE_ARCHS, ("infer",), (2,)),
         ),
         sizes={"imagenet": 64, "small": 32},
         steps=5,
@@ -263,6 +278,7 @@ def _suites() -> dict[str, Suite]:
             Sweep("resolution", ("resnet50",), ("infer",), (8,), input_size=224),
             Sweep("loader", ("resnet18", "resnet20"), MODES, (16,), loader=True),
             Sweep("compile", ("resnet18", "resnet20"), ("infer",), (16,), backends=("compile",)),
+            Sweep("dense", DENSE_ARCHS, ("infer",), (4,)),
         ),
         sizes={"imagenet": 112, "small": 32},
         steps=5,
@@ -347,6 +363,14 @@ def _suites() -> dict[str, Suite]:
                 precisions=bf16,
                 memory_formats=cl,
             ),
+            Sweep(
+                "dense",
+                ("resnet50-os16", "resnet50-os8", "deeplabv3_resnet50", "fcn_resnet50"),
+                ("infer",),
+                (32,),
+                precisions=bf16,
+                memory_formats=cl,
+            ),
             Sweep("onnxruntime", ("resnet50",), ("infer",), (32,), backends=("onnxruntime",)),
         ),
         sizes={"imagenet": 224, "small": 32},
@@ -399,6 +423,11 @@ def final_feature_side(family: str, input_size: int) -> int:
 
 def skip_reason(case: Case, caps: Capabilities) -> str | None:
     """Why ``case`` cannot run on this machine, or ``None`` if it can."""
+    if dense.parse(case.arch) is not None:
+        if case.mode == "train":
+            return "dense-prediction rows (backbones, segmentation) time the forward pass only"
+        if case.backend.startswith("onnxruntime"):
+            return "ONNX Runtime rows export classifiers only"
     if case.device == "cuda" and not caps.cuda:
         return "no CUDA device (torch.cuda.is_available() is False)"
     if case.device == "cpu":
@@ -469,13 +498,13 @@ def expand(
     cases: dict[tuple[Any, ...], Case] = {}
     for sweep in suite.sweeps:
         archs = ov.archs or sweep.archs
-        families = {a: get_default_cfg(a)["family"] for a in archs}  # raises on unknown names
+        families = {a: arch_family(a) for a in archs}  # raises on unknown names
         backends = [normalize_backend(b, device) for b in (ov.backends or sweep.backends)]
         for arch in archs:
             family = families[arch]
             size = ov.input_size or sweep.input_size or suite.sizes.get(family)
             if size is None:  # a family the suite has no size for: the arch's own default
-                size = int(get_default_cfg(arch)["input_size"][-1])
+                size = int(get_default_cfg(dense.base_arch(arch))["input_size"][-1])
             for mode in ov.modes or sweep.modes:
                 for bs in ov.batch_sizes or sweep.batch_sizes:
                     for prec in ov.precisions or sweep.precisions:
@@ -497,6 +526,14 @@ def expand(
     return [dataclasses.replace(c, skip=skip_reason(c, caps)) for c in ordered.values()]
 
 
+def arch_family(arch: str) -> str:
+    """``"imagenet"`` or ``"small"``, for a registered arch or a dense spec on one; raises
+    ``ValueError`` on an unknown name or an impossible output stride."""
+    if dense.parse(arch) is not None:
+        dense.check(arch)
+    return str(get_default_cfg(dense.base_arch(arch))["family"])
+
+
 def _add(cases: dict[tuple[Any, ...], Case], case: Case) -> None:
     """Insert ``case`` or merge its sweep names into an equal case already there."""
     old = cases.get(case.key())
@@ -510,6 +547,8 @@ def _add(cases: dict[tuple[Any, ...], Case], case: Case) -> None:
 @cache
 def forward_flops(arch: str, input_size: int) -> int:
     """Forward FLOPs per image of ``arch`` at ``input_size`` px (meta device: no memory)."""
+    if dense.parse(arch) is not None:
+        return dense.flops(arch, input_size)
     return model_info(arch, (3, input_size, input_size)).flops
 
 
@@ -523,7 +562,7 @@ def format_plan(cases: Sequence[Case], suite: Suite, steps: int, warmup: int, re
     """A human-readable table of planned rows for ``--dry-run``, with the total work (FLOPs of
     every warm-up and timed step of ours and the twins) to size a run before starting it."""
     header = (
-        f"{'#':>3}  {'arch':<10} {'mode':<5} {'bs':>5} {'px':>4} {'prec':<5} {'format':<13} "
+        f"{'#':>3}  {'arch':<18} {'mode':<5} {'bs':>5} {'px':>4} {'prec':<5} {'format':<13} "
         f"{'backend':<32} {'twin':<5} {'GFLOP/step':>10}  groups / skip reason"
     )
     lines = [header, "-" * len(header)]
@@ -535,7 +574,7 @@ def format_plan(cases: Sequence[Case], suite: Suite, steps: int, warmup: int, re
         loader = "+loader" if c.loader else ""
         status = f"SKIP: {c.skip}" if c.skip else ",".join(c.groups)
         lines.append(
-            f"{i:>3}  {c.arch:<10} {c.mode:<5} {c.batch_size:>5} {c.input_size:>4} "
+            f"{i:>3}  {c.arch:<18} {c.mode:<5} {c.batch_size:>5} {c.input_size:>4} "
             f"{c.precision:<5} {c.memory_format:<13} {c.backend + loader:<32} {twin:<5} "
             f"{gf:>10.1f}  {status}"
         )

@@ -18,6 +18,7 @@ from typing import Any
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from resnet_pl.errors import ResNetPLError
 from resnet_pl.lightning import runs
 from resnet_pl.lightning.callbacks import PlotCallback, PredictionWriter
 from resnet_pl.lightning.checkpointing import (
@@ -28,10 +29,7 @@ from resnet_pl.lightning.checkpointing import (
 )
 from resnet_pl.lightning.data import ImageDataModule
 from resnet_pl.lightning.errors import (
-    BadCheckpointError,
-    BadDataError,
     ConfigError,
-    DataNotFoundError,
     NonFiniteLossError,
     UntrustedCheckpointError,
     checkpoint_load_error,
@@ -244,32 +242,6 @@ def cli_main(
     )
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that report a problem with the user's input (options, data, files) or a
-    training fault, with a message that names the fix: printed as one line, no traceback."""
-    from resnet_pl.hub.weights import (
-        UnknownWeightsError,
-        WeightsMismatchError,
-        WeightsUnavailableError,
-        WeightsVerificationError,
-    )
-    from resnet_pl.models.registry import UnknownModelError
-
-    return (
-        ConfigError,
-        DataNotFoundError,
-        BadDataError,
-        BadCheckpointError,
-        UntrustedCheckpointError,
-        NonFiniteLossError,
-        UnknownModelError,
-        UnknownWeightsError,
-        WeightsMismatchError,
-        WeightsUnavailableError,
-        WeightsVerificationError,
-    )
-
-
 def _lightning_main(argv: list[str]) -> int:
     """Run a Lightning subcommand. A bad option or one of our own errors becomes one line,
     ``resnet-pl: error: ...``, instead of a page of usage or a traceback: exit 2 for bad
@@ -285,7 +257,7 @@ def _lightning_main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    except _user_errors() as err:
+    except ResNetPLError as err:  # ours: the message names the fix; anything else is a bug
         message = " ".join(str(err).split())  # one line
         print(f"resnet-pl: error: {message}", file=sys.stderr)
         return 1 if isinstance(err, NonFiniteLossError) else 2

@@ -458,3 +458,62 @@ def test_gpu_code_paths(tmp_path: Path) -> None:
         assert (r["mfu"] is not None) == (known is not None)
     ratios = [r for r in ok if r["ratio_vs_torchvision"] is not None]
     assert len(ratios) == len([r for r in ok if r["arch"] == "resnet18"]) // 2
+
+
+# ---- dense-prediction rows (issue 12) --------------------------------------------------------
+def test_dense_rows_are_planned_with_twins_and_skips() -> None:
+    """Backbones at output stride 16/8 and DeepLabV3 are in the suites; torchvision's twin is
+    planned where torchvision can build the same model, and training/ONNX rows are skipped."""
+    for suite in ("quick", "cpu", "gpu"):
+        caps = GPU_CAPS if suite == "gpu" else CPU_CAPS
+        cases = expand(SUITES[suite], Overrides(), caps)
+        dense_rows = {c.arch: c for c in cases if "dense" in c.groups}
+        assert {"resnet50-os8", "resnet50-os16", "deeplabv3_resnet50"} <= set(dense_rows)
+        assert all(c.has_twin for c in dense_rows.values() if "resnet50" in c.arch)
+        assert all(c.mode == "infer" and not c.skip for c in dense_rows.values())
+    quick = {c.arch: c for c in expand(SUITES["quick"], Overrides(), CPU_CAPS)}
+    # torchvision cannot dilate BasicBlock nets, and has no CIFAR nets: no twin, still timed.
+    assert not quick["resnet18-os8"].has_twin and not quick["deeplabv3_resnet20"].has_twin
+    ov = Overrides(archs=("resnet50-os8",), modes=("infer", "train"), backends=("onnxruntime",))
+    skips = {c.mode: c.skip for c in expand(SUITES["quick"], ov, CPU_CAPS) if c.skip}
+    assert "forward pass only" in skips["train"]
+    assert "classifiers only" in skips["infer"]
+    # Dilation replaces strides: the same weights do ~4x the work at output stride 8 vs 32.
+    assert (
+        planned_gflops(quick["resnet50-os8"]) > 2.5 * model_info("resnet50", (3, 64, 64)).gflops * 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("arch", "message"), [("resnet18-os4", "choose one of 32, 16, 8"), ("fcn_resnet19", "resnet18")]
+)
+def test_bad_dense_spec_is_one_clear_error(
+    arch: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--archs", arch, "--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_dense_tiny_run_compares_with_torchvision(tmp_path: Path) -> None:
+    """A real (tiny) run: backbone and DeepLabV3 rows beside torchvision's deeplabv3_resnet50
+    with the same weights (same FLOPs and parameters), and a ratio from the same run."""
+    argv = ["--archs", "resnet50-os16,deeplabv3_resnet50,resnet20-os1", "--batch-sizes", "1",
+            "--input-size", "32", "--modes", "infer", "--precisions", "fp32",
+            "--memory-formats", "contiguous", "--backends", "eager", "--name", "dense"]  # fmt: skip
+    assert main([*argv, *TINY, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "dense-cpu-latest.json").read_text())["rows"]
+    assert [(r["arch"], r["impl"]) for r in rows] == [
+        ("resnet50-os16", "resnet_pl"),
+        ("resnet50-os16", "torchvision"),
+        ("deeplabv3_resnet50", "resnet_pl"),
+        ("deeplabv3_resnet50", "torchvision"),
+        ("resnet20-os1", "resnet_pl"),
+    ]
+    assert all(r["status"] == "ok" for r in rows)
+    for ours, tv in (rows[0:2], rows[2:4]):
+        assert ours["ratio_vs_torchvision"] == pytest.approx(
+            ours["images_per_s"] / tv["images_per_s"]
+        )
+        assert ours["flops_per_image"] == tv["flops_per_image"] > 0
+        assert ours["params"] == tv["params"]
+    assert rows[4]["ratio_vs_torchvision"] is None and rows[4]["flops_per_image"] > 0

@@ -215,7 +215,7 @@ def test_classify_mixed_folder(
     root = image_dir["root"]
     out = tmp_path / "preds.csv"
     args = ["--model", str(model_files[backend_model]), "--output", str(out)]
-    code, _, err = classify([str(root), *args, "--top-k", "3", "--batch-size", "4"], capsys)
+    code, _, err = classify([str(root), *args, "--top_k", "3", "--batch_size", "4"], capsys)
     assert code == 1  # some files were bad
     assert "Traceback" not in err
     rows = rows_by_rel(out, root)
@@ -332,7 +332,7 @@ def test_max_pixels_guard(
     root = image_dir["root"]
     out = tmp_path / "p.csv"
     args = ["--model", str(model_files["onnx"]), "--output", str(out)]
-    code, _, err = classify([str(root / "gray.png"), *args, "--max-pixels", "100"], capsys)
+    code, _, err = classify([str(root / "gray.png"), *args, "--max_pixels", "100"], capsys)
     assert code == 1 and "Traceback" not in err
     (row,) = rows_by_rel(out, root).values()
     assert "decompression bomb" in row["error"] and "100 pixels" in row["error"]
@@ -347,8 +347,8 @@ def test_missing_inputs_and_models_are_usage_errors(
     assert code == 2 and "does not exist" in err and "Traceback" not in err
     code, _, err = classify(["x.png", "--model", "resnet2O"], capsys)
     assert code == 2 and "unknown model" in err
-    code, _, err = classify(["x.png", "--model", str(model_files["onnx"]), "--top-k", "0"], capsys)
-    assert code == 2 and "--top-k" in err
+    code, _, err = classify(["x.png", "--model", str(model_files["onnx"]), "--top_k", "0"], capsys)
+    assert code == 2 and "--top_k" in err
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,8 +426,8 @@ def test_export_command(
 ) -> None:
     out, report = tmp_path / "cli.onnx", tmp_path / "report.json"
     code = main(["export", str(model_files["ckpt"]), "-o", str(out), "--exporter", "torchscript",
-                 "--verify-samples", "16", "--metadata", "owner=ci",
-                 "--report-json", str(report)])  # fmt: skip
+                 "--verify_samples", "16", "--metadata", "owner=ci",
+                 "--report_json", str(report)])  # fmt: skip
     stdout, _ = capsys.readouterr()
     assert code == 0 and "verified" in stdout and "real b=7" in stdout
     data = json.loads(report.read_text())
@@ -443,7 +443,7 @@ def test_export_command(
         (["resnet20", "--opset", "9"], "too low"),
         (["resnet2O"], "unknown model"),
         (["missing.ckpt"], "does not exist"),
-        (["resnet20", "--input-size", "3,32"], "C,H,W"),
+        (["resnet20", "--input_size", "3,32"], "C,H,W"),
     ],
 )
 def test_export_command_errors(
@@ -453,3 +453,38 @@ def test_export_command_errors(
     _, err = capsys.readouterr()
     assert code == 2 and match in err and "Traceback" not in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_old_dashed_spellings_still_work_with_a_deprecation_notice(
+    model_files: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The argparse spellings of earlier releases (``--top-k``) are accepted for one release,
+    each with a DeprecationWarning line on stderr naming the new spelling."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    Image.new("L", (28, 28), 128).save(root / "a.png")
+    args = ["--model", str(model_files["onnx"]), "--no-progress"]
+    old_code, old_out, old_err = classify(
+        [str(root), *args, "--top-k=2", "--batch-size", "1"], capsys
+    )
+    new_code, new_out, new_err = classify(
+        [str(root), *args[:2], "--top_k=2", "--batch_size", "1"], capsys
+    )
+    assert old_code == new_code == 0 and old_out == new_out
+    for old, new in (("--top-k", "--top_k"), ("--batch-size", "--batch_size")):
+        assert f"DeprecationWarning: {old} is deprecated, use {new}" in old_err
+    assert "DeprecationWarning" not in new_err
+
+
+@pytest.mark.parametrize("command", ["export", "classify"])
+def test_help_explains_the_command(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    summary = "Export to ONNX" if command == "export" else "Classify image files"
+    assert summary in out and ("--top_k" in out or "--input_size" in out)
+
+
+def test_unknown_option_is_one_line_naming_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "resnet20", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "--bogus" in err and "resnet-pl export --help" in err and "Traceback" not in err

@@ -386,24 +386,36 @@ def test_hf_hub_source_is_downloaded_verified_and_cached(
         entry.arch, entry.tag, {}, 10, 1, {**entry.cfg(), "hf_hub_id": "someone/resnet20-hubtest"}
     )
     register(hosted, registered)
-    fetched: list[tuple[str, str]] = []
+    # A stand-in for the Hugging Face cache: hf_hub_download returns the cached file's path
+    # (fetching it first unless local_files_only), and resnet-pl uses that file in place.
+    hf_cache = tmp_path / "hf_cache" / remote.name
+    fetched: list[tuple[str, str, bool]] = []
 
     def fake_download(repo_id: str, filename: str, **kwargs: Any) -> str:
-        fetched.append((repo_id, filename))
-        return str(remote)
+        local_only = bool(kwargs.get("local_files_only"))
+        fetched.append((repo_id, filename, local_only))
+        if not hf_cache.is_file():
+            if local_only:
+                raise huggingface_hub.errors.LocalEntryNotFoundError("not in the cache")
+            hf_cache.parent.mkdir(parents=True, exist_ok=True)
+            hf_cache.write_bytes(remote.read_bytes())
+        return str(hf_cache)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     model = create_model(hosted.name, pretrained=True).eval()
-    assert fetched == [("someone/resnet20-hubtest", remote.name)]
-    assert cache_path(hosted).is_file()
+    assert fetched == [("someone/resnet20-hubtest", remote.name, False)]
+    assert not cache_path(hosted).exists()  # no second copy outside the Hugging Face cache
     x = torch.randn(1, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(model(x), source(x))
-    create_model(hosted.name, pretrained=True)  # second use: from the cache, re-verified
-    assert len(fetched) == 1
-
-    cache_path(hosted).unlink()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    create_model(hosted.name, pretrained=True)  # offline: from the HF cache, re-verified
+    assert fetched[-1][2] is True
+
+    hf_cache.write_bytes(b"\0" + hf_cache.read_bytes()[1:])  # a damaged cached file ...
+    with pytest.raises(WeightsVerificationError, match="deleted from the Hugging Face cache"):
+        create_model(hosted.name, pretrained=True)
+    assert not hf_cache.exists()  # ... is discarded, never used again
     with pytest.raises(WeightsUnavailableError, match="HF_HUB_OFFLINE"):
         create_model(hosted.name, pretrained=True)
 
@@ -530,6 +542,73 @@ def test_save_pretrained_refuses_a_model_it_cannot_rebuild(tmp_path: Path) -> No
     assert resnet_pl.ResNet.from_pretrained(tmp_path / "x").conv1.kernel_size == (7, 7)
 
 
+def test_model_card_metadata_parses_back_with_a_model_index(
+    tmp_path: Path, registered: list[str]
+) -> None:
+    """The README.md is a huggingface_hub.ModelCard: its YAML header (library, tags, dataset,
+    metrics) and the recorded accuracies as a model-index are what the Hub reads."""
+    from huggingface_hub import ModelCard, ModelHubMixin
+
+    from resnet_pl.hub.hf import HubAdapter
+
+    assert issubclass(HubAdapter, ModelHubMixin)
+    model = create_model("resnet20.fashion_mnist", pretrained=True)
+    folder = model.save_pretrained(tmp_path / "folder")
+    card = ModelCard.load(folder / "README.md")
+    data = card.data.to_dict()
+    assert data["library_name"] == "resnet-pl" and data["pipeline_tag"] == "image-classification"
+    assert {"resnet", "image-classification"} <= set(data["tags"])
+    assert data["datasets"] == ["fashion_mnist"] and data["license"] == "bsd-3-clause"
+    (index,) = data["model-index"]
+    metrics = {m["name"]: m["value"] for r in index["results"] for m in r["metrics"]}
+    recorded = model.pretrained_cfg["metrics"]
+    assert metrics == {"top-1 accuracy": recorded["top1"], "top-5 accuracy": recorded["top5"]}
+    assert index["results"][0]["dataset"] == {
+        "name": "fashion_mnist",
+        "type": "fashion_mnist",
+        "split": "test",
+    }
+    assert "## Preprocessing" in card.text and "from_pretrained" in card.text
+    # A model without metrics still gets a valid card (no model-index to claim).
+    bare = create_model("resnet20", in_chans=1).save_pretrained(tmp_path / "bare")
+    assert "model-index" not in ModelCard.load(bare / "README.md").data.to_dict()
+    # The shipped entry's card (written by `resnet-pl hub publish`) carries the same header.
+    shipped = ModelCard.load(SHIPPED_DIR / "resnet20.fashion_mnist.md").data.to_dict()
+    assert shipped["model-index"][0]["name"] == "resnet20.fashion_mnist"
+    assert "model_hub_mixin" not in shipped["tags"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"num_classes": 1_000_000_000}, r"num_classes=1000000000.*fc\.weight: config implies"),
+        ({"in_chans": 3}, r"in_chans=3.*conv1\.weight"),
+        ({"arch_kwargs": {"widths": [32, 64, 128]}}, "disagrees with model.safetensors"),
+    ],
+)
+def test_config_that_disagrees_with_the_weights_is_refused_before_allocating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: dict[str, Any], match: str
+) -> None:
+    """A config.json edited to describe another network (``num_classes: 1000000000`` used to
+    end in the allocator's "can't allocate 256000000000 bytes") is refused by comparing with the
+    safetensors header: no builder runs outside the meta device, no tensor is read."""
+    from resnet_pl.errors import ResNetPLError
+    from resnet_pl.hub import hf
+    from resnet_pl.hub.weights import WeightsMismatchError
+
+    folder = create_model("resnet20", in_chans=1).save_pretrained(tmp_path / "f")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **edit}))
+
+    def no_reading(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("weights were read before the config was checked")
+
+    monkeypatch.setattr(hf, "read_state_dict", no_reading)
+    with pytest.raises(WeightsMismatchError, match=match) as err:
+        resnet_pl.ResNet.from_pretrained(folder)
+    assert isinstance(err.value, ResNetPLError) and "save_pretrained" in str(err.value)
+
+
 def test_push_to_hub_uploads_the_saved_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -537,8 +616,9 @@ def test_push_to_hub_uploads_the_saved_folder(
 
     calls: dict[str, Any] = {}
 
-    def create_repo(self: Any, repo_id: str, **kwargs: Any) -> None:
+    def create_repo(self: Any, repo_id: str, **kwargs: Any) -> Any:
         calls["repo"] = repo_id
+        return type("RepoUrl", (), {"repo_id": repo_id})()  # what HfApi.create_repo returns
 
     def upload_folder(self: Any, *, repo_id: str, folder_path: str, **kwargs: Any) -> Any:
         calls["files"] = sorted(os.listdir(folder_path))
@@ -603,11 +683,11 @@ def test_publish_measures_and_writes_a_shipped_entry(
             str(fake_checkpoint),
             "--tag",
             "hubtest_pub",
-            "--out-dir",
+            "--out_dir",
             str(out),
             "--limit",
             "300",
-            "--not-default",
+            "--not_default",
             "--recipe",
             "resnet-pl fit x",
         ]
@@ -648,7 +728,7 @@ def test_export_checkpoint_writes_a_loadable_folder(
     fake_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "folder"
-    assert hub_main(["export-checkpoint", str(fake_checkpoint), str(out), "--no-measure"]) == 0
+    assert hub_main(["export-checkpoint", str(fake_checkpoint), str(out), "--no_measure"]) == 0
     assert "model.safetensors" in capsys.readouterr().out
     model = resnet_pl.ResNet.from_pretrained(out)
     ckpt = torch.load(fake_checkpoint, weights_only=True)
@@ -680,7 +760,7 @@ def test_cli_verify_imagenet_entry_without_data_checks_hash_only(
     assert hub_main(["verify", entry.name]) == 1  # not downloaded, and no --download
     assert hub_main(["verify", entry.name, "--download"]) == 0
     out = capsys.readouterr().out
-    assert "ok   hash" in out and "--data-dir" in out
+    assert "ok   hash" in out and "--data_dir" in out
 
 
 def test_measure_folder_reads_an_imagenet_style_folder(tmp_path: Path) -> None:
@@ -802,3 +882,19 @@ def test_shipped_fashion_mnist_weights_reach_recorded_accuracy(
     assert got["top1"] == pytest.approx(metrics["first_2000"]["top1"], abs=0.1)
     assert got["top5"] == pytest.approx(metrics["first_2000"]["top5"], abs=0.1)
     assert metrics["n"] == 10_000 and metrics["top1"] > 85.0  # a properly trained ResNet-20
+
+
+def test_hub_cli_help_and_old_spellings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert hub_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("list", "info", "verify", "export-checkpoint", "publish"):
+        assert command in out
+    assert hub_main(["verify", "--help"]) == 0
+    assert "--data_dir" in capsys.readouterr().out
+    # The dashed spelling of earlier releases still parses, with a deprecation notice.
+    assert hub_main(["info", "resnet20.fashion_mnist", "--all-categories"]) == 0
+    captured = capsys.readouterr()
+    assert "Ankle boot" in captured.out
+    assert "--all-categories is deprecated, use --all_categories" in captured.err
+    assert hub_main(["info", "resnet20.fashion_mnist", "--nope"]) == 2
+    assert "resnet-pl hub --help" in capsys.readouterr().err

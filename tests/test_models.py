@@ -541,3 +541,103 @@ def test_unknown_name_without_close_match_still_points_to_list_models() -> None:
 def test_bad_option_names_the_option(kwargs: dict[str, object], option: str) -> None:
     with pytest.raises(ValueError, match=option):
         create_model("resnet20", **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Named builders
+# --------------------------------------------------------------------------------------------
+def _docstring_figures(doc: str) -> tuple[int, float, str]:
+    """``(parameters, FLOPs figure, unit)`` as written in a builder's docstring."""
+    import re
+
+    found = re.search(r"([\d,]+) parameters, ([\d.]+) ([MG])FLOPs per", " ".join(doc.split()))
+    assert found, doc
+    return int(found[1].replace(",", "")), float(found[2]), found[3]
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_named_builder_is_registered_documented_and_exported(name: str) -> None:
+    import inspect
+
+    import resnet_pl
+    import resnet_pl.models as models
+    from resnet_pl.models.registry import get_builder
+
+    builder = getattr(models, name)
+    assert builder is get_builder(name) is getattr(resnet_pl, name)
+    assert builder.__name__ == name and name in models.__all__ and name in resnet_pl.__all__
+    signature = inspect.signature(builder)
+    assert signature.parameters["pretrained"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert signature.parameters["pretrained"].default is False
+    assert signature.return_annotation in (ResNet, "ResNet")
+    doc = inspect.getdoc(builder) or ""
+    assert get_default_cfg(name)["paper"] in doc and "Args:" in doc
+    # The figures written in the docstring are what model_info counts today.
+    params, flops, unit = _docstring_figures(doc)
+    info = model_info(name)
+    assert params == info.params
+    scale, digits = (1e6, 1) if unit == "M" else (1e9, 2)
+    assert flops == round(info.flops / scale, digits)
+
+
+def test_named_builder_equals_create_model() -> None:
+    import resnet_pl.models as models
+
+    torch.manual_seed(0)
+    a = models.resnet20(num_classes=7, in_chans=1)
+    torch.manual_seed(0)
+    b = create_model("resnet20", num_classes=7, in_chans=1)
+    assert a.pretrained_cfg == b.pretrained_cfg
+    assert a.pretrained_cfg["architecture"] == "resnet20"
+    assert a.pretrained_cfg["input_size"] == (1, 32, 32)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_named_builder_pretrained_loads_the_default_weights() -> None:
+    import resnet_pl.models as models
+
+    a = models.resnet20(pretrained=True)
+    b = create_model("resnet20.fashion_mnist", pretrained=True)
+    assert a.pretrained_cfg["weights"] == "resnet20.fashion_mnist"
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _crd_param_count(
+    depth: int, stem: int, widths: tuple[int, int, int], num_classes: int, in_chans: int = 3
+) -> int:
+    """Parameters of a CIFAR ResNet of basic blocks with projection shortcuts, counted by hand
+    from the CRD definition (HobbitLong/RepDistiller models/resnet.py): 3x3 stem conv + BN,
+    (depth - 2) / 6 blocks per stage, 1x1 conv + BN where the shape changes, linear head."""
+    n = (depth - 2) // 6
+    total = in_chans * stem * 9 + 2 * stem
+    c_in = stem
+    for stage, w in enumerate(widths):
+        for i in range(n):
+            total += c_in * w * 9 + 2 * w + w * w * 9 + 2 * w
+            if i == 0 and (stage > 0 or c_in != w):
+                total += c_in * w + 2 * w
+            c_in = w
+    return total + c_in * num_classes + num_classes
+
+
+@pytest.mark.parametrize(
+    ("name", "depth", "stem", "widths", "params_cifar100"),
+    [
+        # The CIFAR-100 (100-class) setting of the distillation papers.
+        ("resnet8", 8, 16, (16, 32, 64), 83_892),
+        ("resnet14", 14, 16, (16, 32, 64), 181_108),
+        ("resnet8x4", 8, 32, (64, 128, 256), 1_233_540),
+        ("resnet32x4", 32, 32, (64, 128, 256), 7_433_860),
+    ],
+)
+def test_distillation_nets_match_the_crd_definition(
+    name: str, depth: int, stem: int, widths: tuple[int, int, int], params_cifar100: int
+) -> None:
+    info = model_info(name, num_classes=100)
+    assert info.params == _crd_param_count(depth, stem, widths, 100) == params_cifar100
+    model = create_model(name, num_classes=100)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+    assert model.layer1[0].conv1.in_channels == stem
+    assert [s[0].conv1.out_channels for s in model.stages] == list(widths)

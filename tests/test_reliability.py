@@ -902,6 +902,7 @@ def test_malicious_weights_files_are_never_unpickled(tmp_path: Path, real_ckpt: 
     and from_pretrained; the payload never runs."""
     import shutil
 
+    from resnet_pl import create_model
     from resnet_pl.hub import from_pretrained
     from resnet_pl.hub.pretrained import sha256_file
     from resnet_pl.hub.weights import (
@@ -911,7 +912,6 @@ def test_malicious_weights_files_are_never_unpickled(tmp_path: Path, real_ckpt: 
         register_weights,
         remove_weights,
     )
-    from resnet_pl.models import create_model
 
     marker = tmp_path / "PWNED"
     payload = {"conv1.weight": torch.zeros(8, 1, 3, 3), "x": PlantMarker(marker)}
@@ -1045,10 +1045,10 @@ def image_seeds(fmnist_images: list[Image.Image]) -> list[bytes]:
 
 
 def _fuzz_images(seeds: list[bytes], n: int, tmp: Path, record: Any) -> None:
+    from resnet_pl import create_model
     from resnet_pl.data import ImageLoadError, load_image
     from resnet_pl.data.folder import read_image
     from resnet_pl.deploy.runtime import TorchClassifier
-    from resnet_pl.models import create_model
 
     clf = TorchClassifier(create_model("resnet20", widths=[8, 16, 32], in_chans=1))
     stats = FuzzStats("images", record)

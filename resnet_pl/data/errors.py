@@ -1,17 +1,23 @@
 """Errors of the data layer: each message names the file or folder and the fix.
 
-They subclass the matching builtins (``FileNotFoundError``, ``ValueError``), so code that catches
-those keeps working; the training CLI prints them as one line instead of a traceback.
+Like every resnet-pl error they derive from :class:`resnet_pl.errors.ResNetPLError` and from
+the matching builtin (``FileNotFoundError``, ``ValueError``), so code that catches those keeps
+working; the command line prints them as one line instead of a traceback.
 """
 
 from __future__ import annotations
 
-
-class DataNotFoundError(FileNotFoundError):
-    """A dataset's files are missing; the message names the paths tried and how to get them."""
+from resnet_pl.errors import DatasetUnavailableError, ResNetPLError
 
 
-class BadDataError(ValueError):
+class DataNotFoundError(DatasetUnavailableError):
+    """A dataset's files are missing; the message names the paths tried and how to get them.
+
+    A :class:`~resnet_pl.errors.DatasetUnavailableError` (and so a ``FileNotFoundError``): the
+    hub's measuring code catches both the same way."""
+
+
+class BadDataError(ResNetPLError, ValueError):
     """Data files that exist but cannot be used (corrupt, truncated, inconsistent); the
     message names the file."""
 

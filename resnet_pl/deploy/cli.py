@@ -8,7 +8,6 @@ model, impossible option, missing file). Errors are one line on stderr, never a 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -17,108 +16,156 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+from jsonargparse import ArgumentParser, Namespace
 
+from resnet_pl.cliutil import accept_dashed, new_parser, parse
 from resnet_pl.data import IMAGE_SUFFIXES
+from resnet_pl.errors import ResNetPLError
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,  # includes ExportOptionError, CheckpointError, UnknownModelError, ImageLoadError
+    ResNetPLError,  # ours (ExportOptionError, CheckpointError, UnknownModelError, sha256 ...)
+    ValueError,
     OSError,  # a missing input, an unwritable --output / --report-json
     ImportError,
     KeyError,
 )
 
 
-def _input_size(text: str) -> tuple[int, ...]:
+def _input_size(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
     parts = text.replace("x", ",").replace(" ", ",").split(",")
     try:
         size = tuple(int(p) for p in parts if p)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28, got {text!r}") from None
+        raise ValueError(f"--input_size: expected C,H,W such as 1,28,28, got {text!r}") from None
     if len(size) not in (3, 4):
-        raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28, got {text!r}")
+        raise ValueError(f"--input_size: expected C,H,W such as 1,28,28, got {text!r}")
     return size
 
 
-def _metadata_item(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
+def _metadata(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for text in items:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--metadata: expected KEY=VALUE, got {text!r}")
+        out[key] = value
+    return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resnet-pl", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+EXPORT_HELP = (
+    "Export to ONNX: BatchNorm folded, checked in ONNX Runtime against PyTorch, metadata "
+    "(classes, normalisation, provenance) stored in the file."
+)
+CLASSIFY_HELP = (
+    "Classify image files (folders are searched recursively). Unreadable files get an error "
+    "row; the exit status is 1 if there were any."
+)
 
-    ex = sub.add_parser(
-        "export",
-        help="export a model to a verified ONNX file",
-        description="Export to ONNX: BatchNorm folded, checked in ONNX Runtime against "
-        "PyTorch, metadata (classes, normalisation, provenance) stored in the file.",
-    )
-    ex.add_argument("model", help="registry name (resnet20.fashion_mnist) or checkpoint (.ckpt)")
-    ex.add_argument("-o", "--output", type=Path, help="output .onnx (default: <model>.onnx)")
-    ex.add_argument("--input-size", type=_input_size, help="C,H,W (default: the model's cfg)")
-    ex.add_argument("--opset", type=int, help="ONNX opset, 13..23 (default 18)")
+
+def build_parsers() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
+    """The ``export`` / ``classify`` parser and the two subcommand parsers, by name."""
+    parser = new_parser("resnet-pl", __doc__.splitlines()[0])
+    ex = new_parser("resnet-pl export", EXPORT_HELP)
     ex.add_argument(
-        "--static-batch", action="store_true", help="fixed batch axis (default dynamic)"
+        "model", type=str, help="registry name (resnet20.fashion_mnist) or checkpoint (.ckpt)"
     )
-    ex.add_argument("--dynamic-hw", action="store_true", help="symbolic height/width too")
     ex.add_argument(
-        "--no-fold-bn", action="store_true", help="skip folding BatchNorm into convolutions"
+        "-o",
+        "--output",
+        type=Path | None,
+        default=None,
+        help="output .onnx (default: <model>.onnx)",
     )
-    ex.add_argument("--dtype", default="fp32", help="fp32 (default), fp16 or int8")
-    ex.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "torchscript"])
     ex.add_argument(
-        "--calibration-data",
+        "--input_size", type=str | None, default=None, help="C,H,W (default: the model's cfg)"
+    )
+    ex.add_argument(
+        "--opset", type=int | None, default=None, help="ONNX opset, 13..23 (default 18)"
+    )
+    ex.add_argument(
+        "--static_batch", action="store_true", help="fixed batch axis (default dynamic)"
+    )
+    ex.add_argument("--dynamic_hw", action="store_true", help="symbolic height/width too")
+    ex.add_argument(
+        "--no_fold_bn", action="store_true", help="skip folding BatchNorm into convolutions"
+    )
+    ex.add_argument("--dtype", type=str, default="fp32", help="fp32 (default), fp16 or int8")
+    ex.add_argument(
+        "--exporter",
+        type=str,
+        default="auto",
+        choices=["auto", "dynamo", "torchscript"],
+        help="torch.export-based (dynamo), TorchScript, or dynamo with a TorchScript fallback",
+    )
+    ex.add_argument(
+        "--calibration_data",
+        type=str | None,
+        default=None,
         help="int8 calibration images: 'fashion_mnist' (train split) or a folder",
     )
-    ex.add_argument("--calibration-samples", type=int, default=256)
     ex.add_argument(
-        "--verify-data",
+        "--calibration_samples", type=int, default=256, help="int8 calibration images used"
+    )
+    ex.add_argument(
+        "--verify_data",
+        type=str | None,
+        default=None,
         help="real images to verify on: 'fashion_mnist' (test split) or a folder "
         "(default: Fashion-MNIST for models trained on it)",
     )
-    ex.add_argument("--verify-samples", type=int, default=256)
+    ex.add_argument("--verify_samples", type=int, default=256, help="real images verified on")
     ex.add_argument(
-        "--benchmark-runs", type=int, default=20, help="timed runs per model (fp16/int8 speed)"
+        "--benchmark_runs", type=int, default=20, help="timed runs per model (fp16/int8 speed)"
     )
-    ex.add_argument("--no-verify", action="store_true", help="skip the full verification")
+    ex.add_argument("--no_verify", action="store_true", help="skip the full verification")
     ex.add_argument(
         "--pretrained", action="store_true", help="load the default weights of a bare arch name"
     )
     ex.add_argument(
-        "--metadata", type=_metadata_item, action="append", default=[], metavar="KEY=VALUE"
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra metadata stored in the file (repeatable)",
     )
-    ex.add_argument("--report-json", type=Path, help="also write the report as JSON here")
-    ex.add_argument("--threads", type=int, help="PyTorch CPU threads")
+    ex.add_argument(
+        "--report_json", type=Path | None, default=None, help="also write the report as JSON here"
+    )
+    ex.add_argument("--threads", type=int | None, default=None, help="PyTorch CPU threads")
 
-    cl = sub.add_parser(
-        "classify",
-        help="classify image files with a model or an ONNX file",
-        description="Classify image files (folders are searched recursively). Unreadable files "
-        "get an error row; the exit status is 1 if there were any.",
-    )
+    cl = new_parser("resnet-pl classify", CLASSIFY_HELP)
     cl.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    cl.add_argument("--model", required=True, help="registry name, checkpoint (.ckpt) or .onnx")
-    cl.add_argument("--top-k", type=int, default=5)
-    cl.add_argument("--output", type=Path, help="write predictions as CSV here (default stdout)")
-    cl.add_argument("--batch-size", type=int, default=32)
-    cl.add_argument("--device", default="cpu", help="cpu or cuda")
+    cl.add_argument(
+        "--model", type=str, required=True, help="registry name, checkpoint (.ckpt) or .onnx"
+    )
+    cl.add_argument("--top_k", type=int, default=5, help="labels reported per image")
+    cl.add_argument(
+        "--output", type=Path | None, default=None, help="write predictions as CSV (default stdout)"
+    )
+    cl.add_argument("--batch_size", type=int, default=32, help="images per forward pass")
+    cl.add_argument("--device", type=str, default="cpu", help="cpu or cuda")
     cl.add_argument(
         "--backend",
+        type=str,
         default="auto",
         choices=["auto", "torch", "onnx"],
         help="auto: ONNX Runtime for .onnx files, PyTorch otherwise",
     )
     cl.add_argument(
-        "--max-pixels",
-        type=int,
+        "--max_pixels",
+        type=int | None,
+        default=None,
         help="refuse larger images (decompression-bomb guard; default PIL's ~89M)",
     )
-    cl.add_argument("--threads", type=int, help="CPU threads for the backend")
-    cl.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+    cl.add_argument("--threads", type=int | None, default=None, help="CPU threads for the backend")
+    cl.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+    sub = parser.add_subcommands(dest="command", required=True, metavar="COMMAND")
+    sub.add_subcommand("export", ex, help="export a model to a verified ONNX file")
+    sub.add_subcommand("classify", cl, help="classify image files with a model or an ONNX file")
+    return parser, {"export": ex, "classify": cl}
 
 
 def _err(message: str) -> None:
@@ -128,28 +175,23 @@ def _err(message: str) -> None:
         print(line, file=sys.stderr)
 
 
-def _usage_errors() -> tuple[type[BaseException], ...]:
-    try:  # weights whose sha256 does not match: a one-line error too, not a traceback
-        from resnet_pl.hub.weights import WeightsVerificationError
-    except ImportError:
-        return _USAGE_ERRORS
-    return (*_USAGE_ERRORS, WeightsVerificationError)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run ``export`` or ``classify``; returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse already printed usage
-        return int(e.code) if isinstance(e.code, int) else 2
-    if getattr(args, "threads", None):
+    """Run ``export`` or ``classify`` (``argv[0]``); returns the exit status."""
+    parser, subs = build_parsers()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in subs:
+        argv = [argv[0], *accept_dashed(argv[1:], subs[argv[0]], f"resnet-pl {argv[0]}")]
+    ns = parse(parser, argv, f"resnet-pl {argv[0]}" if argv and argv[0] in subs else "resnet-pl")
+    if isinstance(ns, int):
+        return ns
+    args = ns[ns.command]
+    if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        if args.command == "export":
+        if ns.command == "export":
             return _export(args)
         return _classify(args)
-    except _usage_errors() as e:
+    except _USAGE_ERRORS as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         _err(str(message))
         return 2
@@ -163,7 +205,7 @@ def _default_output(model: str) -> Path:
     return Path(stem.replace("/", "_") + ".onnx")
 
 
-def _export(args: argparse.Namespace) -> int:
+def _export(args: Namespace) -> int:
     from resnet_pl.deploy.onnx_export import ExportError, ExportVerificationError, export_onnx
 
     output = args.output or _default_output(args.model)
@@ -171,7 +213,7 @@ def _export(args: argparse.Namespace) -> int:
         report = export_onnx(
             args.model,
             output,
-            input_shape=args.input_size,
+            input_shape=_input_size(args.input_size),
             opset=args.opset,
             dynamic_batch=not args.static_batch,
             dynamic_hw=args.dynamic_hw,
@@ -179,7 +221,7 @@ def _export(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             verify=not args.no_verify,
             calibration_data=args.calibration_data,
-            metadata=dict(args.metadata) or None,
+            metadata=_metadata(args.metadata) or None,
             exporter=args.exporter,
             verify_data=args.verify_data,
             pretrained=True if args.pretrained else None,
@@ -225,13 +267,13 @@ def expand_inputs(inputs: Sequence[Path]) -> Iterator[Path]:
 _FIELDS = ["path", "label", "index", "prob", "top_k_labels", "top_k_probs", "error"]
 
 
-def _classify(args: argparse.Namespace) -> int:
+def _classify(args: Namespace) -> int:
     from resnet_pl.deploy.runtime import FileResult, open_classifier
 
     if args.top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+        raise ValueError(f"--top_k must be >= 1, got {args.top_k}")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     files = list(expand_inputs(args.inputs))
     if not files:
         raise ValueError(f"no image files found in {', '.join(map(str, args.inputs))}")
@@ -301,7 +343,7 @@ def _classify(args: argparse.Namespace) -> int:
     return 1 if n_bad else 0
 
 
-def _progress(total: int, args: argparse.Namespace) -> tuple[Any, Any]:
+def _progress(total: int, args: Namespace) -> tuple[Any, Any]:
     """A rich progress bar on stderr, for runs of more than one batch on a terminal."""
     if args.no_progress or total <= args.batch_size or not sys.stderr.isatty():
         return None, None
@@ -319,4 +361,4 @@ def _progress(total: int, args: argparse.Namespace) -> tuple[Any, Any]:
     return progress, progress.add_task("classifying", total=total)
 
 
-__all__ = ["build_parser", "expand_inputs", "main"]
+__all__ = ["build_parsers", "expand_inputs", "main"]

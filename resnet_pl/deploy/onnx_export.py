@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from resnet_pl.data import idx_available, load_fashion_mnist, preprocess_uint8, resolve_data_cfg
 from resnet_pl.deploy.fold import fold_batchnorm as _fold
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model, sha256_file
+from resnet_pl.errors import ResNetPLError
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
 DataLike = Tensor | np.ndarray | tuple[Any, Any] | Sequence[Tensor] | str
@@ -104,15 +105,15 @@ def _describe_tolerance(dtype: str) -> str:
     )
 
 
-class ExportOptionError(ValueError):
+class ExportOptionError(ResNetPLError, ValueError):
     """An export option that cannot work; the message names the option and the fix."""
 
 
-class ExportError(RuntimeError):
+class ExportError(ResNetPLError, RuntimeError):
     """The exporter itself failed (and no fallback was allowed or possible)."""
 
 
-class ExportVerificationError(RuntimeError):
+class ExportVerificationError(ResNetPLError, RuntimeError):
     """The exported file does not reproduce PyTorch within tolerance. ``report`` holds every
     check; the message is the table."""
 

@@ -1,14 +1,13 @@
 """Turn what a user names (a module, a registry name, a Lightning checkpoint) into an eval-mode
 model plus the config that says how to feed it and how to label its outputs.
 
-Checkpoints are read with ``torch.load(weights_only=True)`` (never unpickling arbitrary
-objects) and rebuilt from the registry, so exporting or classifying does not import Lightning.
+Checkpoints are read by the one checkpoint reader, :func:`resnet_pl.hub.checkpoint.read_checkpoint`
+(``torch.load(weights_only=True)``: never unpickling arbitrary objects) and rebuilt from the
+registry, so exporting or classifying does not import Lightning.
 """
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +17,14 @@ import torch
 from torch import nn
 
 import resnet_pl
-from resnet_pl.models.registry import create_model, split_name
+from resnet_pl.factory import create_model
+from resnet_pl.hub.checkpoint import CheckpointError, read_checkpoint
+from resnet_pl.hub.pretrained import sha256_file
+from resnet_pl.models.registry import split_name
 
 ModelSource = nn.Module | str | Path
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
-_REQUIRED_HPARAMS = ("arch", "num_classes", "in_chans")
 _WEIGHTS_SOURCE_KEYS = ("source", "url", "hf_hub_id", "file", "filename")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not follow the resnet-pl Lightning checkpoint contract."""
 
 
 @dataclass
@@ -40,15 +37,6 @@ class LoadedModel:
     cfg: dict[str, Any]
     description: str
     warnings: list[str] = field(default_factory=list)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_checkpoint_path(source: str | Path) -> bool:
@@ -77,65 +65,30 @@ def _cfg_from_model(model: nn.Module) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:
-    """Rebuild the network of a resnet-pl Lightning checkpoint (contract: plain
-    ``hyper_parameters`` with ``arch``, ``num_classes``, ``in_chans``, ``model_kwargs`` ...;
-    weights under ``state_dict`` keys prefixed ``model.``), loaded strictly."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(
-            f"{path} cannot be loaded safely (weights_only=True refused it: {first}); only "
-            "checkpoints holding plain tensors and values are accepted"
-        ) from None
-    except Exception as e:
-        reason = f"{type(e).__name__}: {e}".strip()
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
-    if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
-        raise CheckpointError(
-            f"{path} has no 'state_dict': expected a Lightning checkpoint saved by resnet-pl"
-        )
-    hp = ckpt.get("hyper_parameters")
-    if not isinstance(hp, Mapping) or any(k not in hp for k in _REQUIRED_HPARAMS):
-        missing = [k for k in _REQUIRED_HPARAMS if not isinstance(hp, Mapping) or k not in hp]
-        raise CheckpointError(
-            f"{path} lacks hyper_parameters {missing}: the checkpoint must come from "
-            "resnet_pl.lightning.ResNetClassifier (or follow its contract)"
-        )
-    if hp["arch"] == "custom":
-        raise CheckpointError(
-            f"{path} was trained with a custom nn.Module (arch='custom') that cannot be rebuilt "
-            "from the registry; load it in Python and pass the module to export_onnx()"
-        )
+    """Rebuild the network of a resnet-pl Lightning checkpoint (read by the one checkpoint
+    reader, :func:`resnet_pl.hub.checkpoint.read_checkpoint`), loaded strictly, in eval mode."""
+    ck = read_checkpoint(path)
     model = create_model(
-        hp["arch"],
-        num_classes=hp["num_classes"],
-        in_chans=hp["in_chans"],
-        **dict(hp.get("model_kwargs") or {}),
+        ck.arch, num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs
     )
-    state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    if not state:
-        raise CheckpointError(f"{path} has no 'model.'-prefixed weights in its state_dict")
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(ck.state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(
-            f"{path}: weights do not match arch={hp['arch']!r} with its saved options: "
-            f"{str(e).splitlines()[0]}"
+            f"{ck.path}: weights do not match arch={ck.hparams['arch']!r} with its saved "
+            f"options: {str(e).splitlines()[0]}"
         ) from None
     model.eval()
     cfg = _cfg_from_model(model)
+    hp = ck.hparams
     for key in ("class_names", "mean", "std", "input_size", "crop_pct", "dataset"):
         if hp.get(key) is not None:
             value = hp[key]
             cfg[key] = list(value) if isinstance(value, tuple | list) else value
     cfg["arch"] = hp["arch"]
-    cfg["source_weights"] = path.name
-    cfg["weights_sha256"] = sha256_file(path)
-    return LoadedModel(model, cfg, f"checkpoint {path}")
+    cfg["source_weights"] = ck.path.name
+    cfg["weights_sha256"] = sha256_file(ck.path)
+    return LoadedModel(model, cfg, f"checkpoint {ck.path}")
 
 
 def load_model(source: ModelSource, *, pretrained: bool | None = None) -> LoadedModel:

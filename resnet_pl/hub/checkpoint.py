@@ -17,9 +17,11 @@ network's weights are the ``model.``-prefixed keys of ``state_dict``.
 from __future__ import annotations
 
 import csv
+import pickle
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from resnet_pl.errors import ResNetPLError
 from resnet_pl.hub.evaluate import IDX_DATASETS, TORCHVISION_DATASETS, measure_small
 from resnet_pl.hub.pretrained import (
     load_into,
@@ -42,6 +45,7 @@ from resnet_pl.hub.weights import (
     register_weights,
     write_record,
 )
+from resnet_pl.models.registry import count_flops, count_params, get_builder, get_default_cfg
 
 MODEL_PREFIX = "model."
 DATASET_CREDITS = {
@@ -54,8 +58,13 @@ DATASET_CREDITS = {
 SLICES = (2000,)  # recorded besides the full split, for quick exact re-checks
 
 
-class CheckpointFormatError(ValueError):
-    """A checkpoint that does not follow the resnet-pl contract; the message says what lacks."""
+class CheckpointError(ResNetPLError, ValueError):
+    """A checkpoint that does not follow the resnet-pl Lightning checkpoint contract (or cannot
+    be read safely); the message says what lacks."""
+
+
+# The name this error had in resnet_pl.hub before the two checkpoint readers were merged.
+CheckpointFormatError = CheckpointError
 
 
 @dataclass(frozen=True)
@@ -74,49 +83,65 @@ class CheckpointContents:
 
 
 def read_checkpoint(path: str | Path) -> CheckpointContents:
-    """Read a checkpoint safely (``weights_only=True``) and pick out the network.
+    """Read a checkpoint safely (``weights_only=True``) and pick out the network: the one
+    checkpoint reader, used by ``hub export``/``publish`` and by export/classify.
 
     Raises:
-        CheckpointFormatError: not a resnet-pl checkpoint, or a custom model.
+        FileNotFoundError: no such file.
+        CheckpointError: unreadable, refused by the restricted unpickler, not a resnet-pl
+            checkpoint, or a custom model.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointFormatError(
-            f"{path} cannot be read with torch.load(weights_only=True) ({type(err).__name__}); "
-            f"only checkpoints of plain tensors and values are accepted"
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path} cannot be read with torch.load(weights_only=True) ({first}); only "
+            f"checkpoints of plain tensors and values are accepted"
         ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise CheckpointFormatError(
+    except Exception as err:  # torn or foreign files fail anywhere in torch's reader
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointError(
             f"{path} is not a Lightning checkpoint (no state_dict / hyper_parameters)"
         )
-    hp = dict(ckpt["hyper_parameters"])
+    hp, weights = ckpt["hyper_parameters"], ckpt["state_dict"]
+    if not isinstance(hp, Mapping) or not isinstance(weights, Mapping):
+        raise CheckpointError(f"{path}: hyper_parameters and state_dict must be mappings")
     arch_name = str(hp.get("arch", ""))
     if not arch_name or arch_name == "custom":
-        raise CheckpointFormatError(
+        raise CheckpointError(
             f"{path} holds a custom model (arch={arch_name!r}); only registry architectures can "
-            f"be exported by name"
+            f"be rebuilt by name: load it in Python and pass the module itself"
         )
     missing = [k for k in ("num_classes", "in_chans") if hp.get(k) is None]
     if missing:
-        raise CheckpointFormatError(f"{path}: hyper_parameters lack {', '.join(missing)}")
+        raise CheckpointError(f"{path}: hyper_parameters lack {', '.join(missing)}")
     state = {
         k[len(MODEL_PREFIX) :]: v
-        for k, v in ckpt["state_dict"].items()
-        if k.startswith(MODEL_PREFIX)
+        for k, v in weights.items()
+        if isinstance(k, str) and k.startswith(MODEL_PREFIX) and isinstance(v, Tensor)
     }
     if not state:
-        raise CheckpointFormatError(f"{path}: state_dict has no '{MODEL_PREFIX}*' keys")
+        raise CheckpointError(f"{path}: state_dict has no '{MODEL_PREFIX}*' keys")
+    model_kwargs = hp.get("model_kwargs")
+    try:
+        num_classes, in_chans = int(hp["num_classes"]), int(hp["in_chans"])
+        arch_kwargs = structural_kwargs(model_kwargs if isinstance(model_kwargs, Mapping) else {})
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: malformed hyper_parameters ({err})") from None
     return CheckpointContents(
         path=path,
         arch=arch_name.partition(".")[0],
-        arch_kwargs=structural_kwargs(hp.get("model_kwargs")),
-        num_classes=int(hp["num_classes"]),
-        in_chans=int(hp["in_chans"]),
-        hparams=hp,
+        arch_kwargs=arch_kwargs,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        hparams=dict(hp),
         state=state,
         epoch=ckpt.get("epoch"),
         global_step=ckpt.get("global_step"),
@@ -125,11 +150,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
 
 def build_model(ck: CheckpointContents) -> nn.Module:
     """The network of a checkpoint, loaded strictly, in eval mode, fp32."""
-    from resnet_pl.models.registry import create_model
-
-    model = create_model(
-        ck.arch, num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs
-    )
+    model = get_builder(ck.arch)(num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in ck.state.items()}
     load_into(model, state, name=str(ck.path))
     return model.eval()
@@ -238,7 +259,6 @@ def checkpoint_cfg(
 ) -> dict[str, Any]:
     """The ``pretrained_cfg`` of a checkpoint's network (metrics and file filled in later)."""
     from resnet_pl.data.specs import SPECS, default_crop_pct
-    from resnet_pl.models.registry import count_flops, count_params, get_default_cfg
 
     hp = ck.hparams
     dataset = hp.get("dataset")
@@ -246,7 +266,7 @@ def checkpoint_cfg(
     mean = hp.get("mean") or (spec.mean if spec else None)
     std = hp.get("std") or (spec.std if spec else None)
     if mean is None or std is None:
-        raise CheckpointFormatError(
+        raise CheckpointError(
             f"{ck.path}: the checkpoint records no mean/std and its dataset {dataset!r} is not "
             f"a known one; weights without their normalisation cannot be used correctly"
         )
@@ -394,11 +414,7 @@ def publish(
     )
 
     # Measure what was written: rebuild from the file, exactly as create_model will.
-    from resnet_pl.models.registry import create_model
-
-    check = create_model(
-        ck.arch, num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs
-    )
+    check = get_builder(ck.arch)(num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs)
     load_into(check, read_state_dict(weights, "safetensors"), name=name)
     cfg["metrics"] = measure(check, cfg, limit=limit, data_dir=data_dir)
 

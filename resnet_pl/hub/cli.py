@@ -6,13 +6,16 @@ failed verification, 2 a usage or input error).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentParser, Namespace
+
+from resnet_pl.cliutil import accept_dashed, new_parser, parse
+from resnet_pl.errors import ResNetPLError
 from resnet_pl.hub.weights import (
     UnknownWeightsError,
     WeightsEntry,
@@ -38,14 +41,14 @@ preprocessing, in fp32. Fails (exit 1) unless |measured - recorded| <= tolerance
 0.1 percentage points on the same images as recorded (the full test split, or a recorded slice
 such as --limit 2000), 0.3 for numbers published by a third party (torchvision), plus 3 binomial
 standard errors when --limit picks a subset that was not recorded. Fashion-MNIST is read from
-/usr/share/datasets/fashion-mnist (or --data-dir). ImageNet entries need --data-dir pointing at
+/usr/share/datasets/fashion-mnist (or --data_dir). ImageNet entries need --data_dir pointing at
 an ImageNet validation folder (one sub-folder per class); without it only the hash is verified,
 if the file is present (add --download to fetch it).
 """
 
 PUBLISH_HELP = """\
 Turn a resnet-pl Lightning checkpoint into a shipped weights entry ARCH.TAG: writes
-<out-dir>/ARCH.TAG.safetensors (fp32 network weights only, no optimizer), ARCH.TAG.json (the
+<out_dir>/ARCH.TAG.safetensors (fp32 network weights only, no optimizer), ARCH.TAG.json (the
 record read at import), ARCH.TAG.md (model card) and ARCH.TAG.metrics.csv (training log). The
 record's top-1/top-5 are measured here on the dataset's real test split with the record's own
 preprocessing, from the file as written. The recipe records the command, the run's saved
@@ -67,7 +70,7 @@ def _availability(entry: WeightsEntry) -> str:
     return "shipped" if found == entry.shipped_path else "cached"
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: Namespace) -> int:
     names = list_pretrained(args.pattern)
     if not names:
         print(f"no weights match {args.pattern!r}" if args.pattern else "no weights registered")
@@ -95,7 +98,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
+def cmd_info(args: Namespace) -> int:
     from resnet_pl.hub.pretrained import cache_path
 
     e = get_weights(args.name)
@@ -125,7 +128,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: Namespace) -> int:
+    from resnet_pl.factory import create_model
     from resnet_pl.hub.evaluate import (
         IDX_DATASETS,
         IMAGENET_NAMES,
@@ -136,7 +140,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         tolerance,
     )
     from resnet_pl.hub.pretrained import resolve_file
-    from resnet_pl.models.registry import create_model
 
     e = get_weights(args.name)
     try:
@@ -157,7 +160,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if dataset in IMAGENET_NAMES and args.data_dir is None:
         print(
             f"{e.name} was measured on ImageNet-1k val (top1 {recorded['top1']}%): re-measuring "
-            f"needs the ImageNet validation folder, pass --data-dir /path/to/imagenet/val "
+            f"needs the ImageNet validation folder, pass --data_dir /path/to/imagenet/val "
             f"(one sub-folder per class). Hash verified only."
         )
         return 0
@@ -202,7 +205,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: Namespace) -> int:
     from resnet_pl.hub.checkpoint import export_checkpoint
 
     folder = export_checkpoint(
@@ -223,7 +226,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
+def cmd_publish(args: Namespace) -> int:
     from resnet_pl.hub.checkpoint import publish
 
     kwargs: dict[str, Any] = {}
@@ -250,159 +253,171 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="resnet-pl hub",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+PROG = "resnet-pl hub"
+Path_ = Path | None  # an optional path option
 
-    p = sub.add_parser(
-        "list",
-        help="list registered weights (with measured accuracy)",
-        description="List weights names, their dataset, recorded top-1/top-5 (%), "
-        "size, input and whether the file is shipped, cached or must be downloaded.",
-    )
-    p.add_argument("pattern", nargs="?", help="shell pattern, e.g. 'resnet50.*' or '*fashion*'")
-    p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser(
-        "info",
-        help="print one entry: cfg, metrics, file, sha256",
-        description="Print an entry's pretrained_cfg (preprocessing, classes, "
-        "metrics, recipe, license, credit), file, cache path and sha256 as JSON.",
-    )
-    p.add_argument("name", help="ARCH.TAG or ARCH (default tag)")
-    p.add_argument("--all-categories", action="store_true", help="print every class name")
-    p.set_defaults(func=cmd_info)
+def build_parsers() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
+    """The ``resnet-pl hub`` parser and its subcommand parsers, by name."""
+    parser = new_parser(PROG, DESCRIPTION)
+    subs: dict[str, ArgumentParser] = {}
 
-    p = sub.add_parser(
-        "verify",
-        help="re-check the hash and re-measure the recorded accuracy",
-        description=VERIFY_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = subs["list"] = new_parser(
+        f"{PROG} list",
+        "List weights names, their dataset, recorded top-1/top-5 (%), size, input and whether "
+        "the file is shipped, cached or must be downloaded.",
     )
-    p.add_argument("name", help="ARCH.TAG or ARCH (default tag)")
+    p.add_argument(
+        "pattern",
+        nargs="?",
+        type=str | None,
+        default=None,
+        help="shell pattern, e.g. 'resnet50.*' or '*fashion*'",
+    )
+
+    p = subs["info"] = new_parser(
+        f"{PROG} info",
+        "Print an entry's pretrained_cfg (preprocessing, classes, metrics, recipe, license, "
+        "credit), file, cache path and sha256 as JSON.",
+    )
+    p.add_argument("name", type=str, help="ARCH.TAG or ARCH (default tag)")
+    p.add_argument("--all_categories", action="store_true", help="print every class name")
+
+    p = subs["verify"] = new_parser(f"{PROG} verify", VERIFY_HELP)
+    p.add_argument("name", type=str, help="ARCH.TAG or ARCH (default tag)")
     p.add_argument(
         "--limit",
-        type=int,
+        type=int | None,
         default=None,
         help="measure on the first N test images (ImageNet: N evenly spaced images)",
     )
     p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="dataset folder (required for ImageNet: the val folder)",
+        "--data_dir", type=Path_, default=None, help="dataset folder (ImageNet: the val folder)"
     )
     p.add_argument(
-        "--download",
-        action="store_true",
-        help="download the file if it is neither shipped nor cached",
+        "--download", action="store_true", help="download the file if neither shipped nor cached"
     )
-    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
-    p.set_defaults(func=cmd_verify)
+    p.add_argument("--batch_size", type=int, default=256, help="evaluation batch size")
 
-    p = sub.add_parser(
-        "export-checkpoint",
-        help="checkpoint -> Hugging Face Hub-style folder",
-        description="Write DIR/config.json, DIR/model.safetensors (fp32 weights "
-        "only) and DIR/README.md (model card) from a resnet-pl Lightning checkpoint."
-        " Load it with resnet_pl.ResNet.from_pretrained(DIR); upload it with "
-        "huggingface-cli upload or model.push_to_hub(repo_id).",
+    p = subs["export-checkpoint"] = new_parser(
+        f"{PROG} export-checkpoint",
+        "Write DIR/config.json, DIR/model.safetensors (fp32 weights only) and DIR/README.md "
+        "(model card) from a resnet-pl Lightning checkpoint. Load it with "
+        "resnet_pl.ResNet.from_pretrained(DIR); upload it with huggingface-cli upload or "
+        "model.push_to_hub(repo_id).",
     )
     p.add_argument("ckpt", type=Path, help="Lightning checkpoint (.ckpt)")
     p.add_argument("out_dir", type=Path, metavar="DIR", help="output folder (created)")
     p.add_argument(
-        "--no-measure",
+        "--no_measure",
         action="store_true",
         help="do not measure test accuracy (for datasets without a local copy)",
     )
     _common_recipe_args(p)
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser(
-        "publish",
-        help="checkpoint -> shipped weights entry ARCH.TAG",
-        description=PUBLISH_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = subs["publish"] = new_parser(f"{PROG} publish", PUBLISH_HELP)
     p.add_argument("ckpt", type=Path, help="Lightning checkpoint (.ckpt)")
-    p.add_argument("--tag", required=True, help="weights tag, e.g. fashion_mnist")
+    p.add_argument("--tag", type=str, required=True, help="weights tag, e.g. fashion_mnist")
     p.add_argument(
-        "--out-dir",
-        type=Path,
+        "--out_dir",
+        type=Path_,
         default=None,
         help="where to write (default: the package's resnet_pl/weights)",
     )
     p.add_argument(
-        "--metrics-csv",
-        type=Path,
+        "--metrics_csv",
+        type=Path_,
         default=None,
         help="training log to copy (default: the run's newest version_N/metrics.csv)",
     )
     p.add_argument(
-        "--config-yaml",
-        type=Path,
+        "--config_yaml",
+        type=Path_,
         default=None,
         help="training config to record (default: the run's version_N/config.yaml)",
     )
     p.add_argument(
-        "--not-default", action="store_true", help="do not make this the architecture's default tag"
+        "--not_default", action="store_true", help="do not make this the architecture's default tag"
     )
-    p.add_argument("--license", default="BSD-3-Clause", help="licence of the weights")
-    p.add_argument("--credit", default=None, help="credit line (default: the dataset's authors)")
+    p.add_argument("--license", type=str, default="BSD-3-Clause", help="licence of the weights")
+    p.add_argument(
+        "--credit", type=str | None, default=None, help="credit line (default: dataset authors)"
+    )
     p.add_argument("--force", action="store_true", help="replace an existing entry")
     _common_recipe_args(p)
-    p.set_defaults(func=cmd_publish)
-    return parser
+
+    sub = parser.add_subcommands(dest="command", required=True, metavar="COMMAND")
+    helps = {
+        "list": "list registered weights (with measured accuracy)",
+        "info": "print one entry: cfg, metrics, file, sha256",
+        "verify": "re-check the hash and re-measure the recorded accuracy",
+        "export-checkpoint": "checkpoint -> Hugging Face Hub-style folder",
+        "publish": "checkpoint -> shipped weights entry ARCH.TAG",
+    }
+    for name, sub_parser in subs.items():
+        sub.add_subcommand(name, sub_parser, help=helps[name])
+    return parser, subs
 
 
-def _common_recipe_args(p: argparse.ArgumentParser) -> None:
+def _common_recipe_args(p: ArgumentParser) -> None:
     p.add_argument(
         "--recipe",
+        type=str | None,
         default=None,
         help="the exact training command to record (default: resnet-pl fit --config "
         "<the run's saved config.yaml>)",
     )
     p.add_argument(
         "--commit",
+        type=str | None,
         default=None,
         help="git commit the weights were trained at (default: current HEAD)",
     )
     p.add_argument(
-        "--data-dir",
-        type=Path,
+        "--data_dir",
+        type=Path_,
         default=None,
         help="dataset folder for measuring (default: the dataset's usual places)",
     )
     p.add_argument(
         "--limit",
-        type=int,
+        type=int | None,
         default=None,
         help="measure on the first N test images only (default: all)",
     )
 
 
+COMMANDS = {
+    "list": cmd_list,
+    "info": cmd_info,
+    "verify": cmd_verify,
+    "export-checkpoint": cmd_export,
+    "publish": cmd_publish,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``resnet-pl hub ARGV``; returns the exit status."""
-    parser = build_parser()
+    """Run ``resnet-pl hub ARGV``; returns the exit status (0 success, 1 a failed
+    verification, 2 a usage or input error)."""
+    parser, subs = build_parsers()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in subs:
+        argv = [argv[0], *accept_dashed(argv[1:], subs[argv[0]], f"{PROG} {argv[0]}")]
+    ns = parse(parser, argv, PROG)
+    if isinstance(ns, int):
+        return ns
+    command = str(ns.command)
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exc:  # --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    try:
-        return int(args.func(args))
+        return int(COMMANDS[command](ns[command]))
     except UnknownWeightsError as err:
-        print(f"resnet-pl hub: {err}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as err:  # missing/unwritable files, bad input
-        print(f"resnet-pl hub {args.command}: {err}", file=sys.stderr)
+        print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     except WeightsVerificationError as err:
-        print(f"resnet-pl hub {args.command}: {err}", file=sys.stderr)
+        print(f"{PROG} {command}: {err}", file=sys.stderr)
         return 1
+    except (ResNetPLError, OSError, ValueError) as err:  # bad input, missing/unwritable files
+        print(f"{PROG} {command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

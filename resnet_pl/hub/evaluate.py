@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet_pl.data.datasets import IDX_DATASETS, TORCHVISION_DATASETS
+from resnet_pl.errors import DatasetUnavailableError
 
 IMAGENET_NAMES = ("imagenet-1k", "imagenet")
 # Re-measuring the same images can differ only by floating-point noise (other kernels, thread
@@ -26,10 +27,6 @@ IMAGENET_NAMES = ("imagenet-1k", "imagenet")
 TOLERANCE_SAME_IMAGES = 0.1  # percentage points
 TOLERANCE_PUBLISHED = 0.3
 SUBSET_SIGMAS = 3.0
-
-
-class DatasetUnavailableError(FileNotFoundError):
-    """The dataset to measure on is not available here; the message says what to pass."""
 
 
 def load_eval_images(

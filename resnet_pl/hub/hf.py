@@ -6,41 +6,56 @@ A folder (local, or a Hub model repo) holds:
   ``num_classes``, ``in_chans``, ``pretrained_cfg`` (preprocessing, categories, metrics,
   recipe ...), and the ``sha256`` of the weights file;
 - ``model.safetensors``: the fp32 state dict (never a pickle);
-- ``README.md``: a model card (metrics, dataset, recipe, usage with ``create_model``,
-  ``torch.hub`` and ONNX).
+- ``README.md``: a model card (:class:`huggingface_hub.ModelCard`) whose YAML header
+  (``library_name``, ``tags``, ``datasets``, ``metrics`` and the measured accuracies as a
+  ``model-index``) is what the Hub reads and renders.
 
-This mirrors ``huggingface_hub.PyTorchModelHubMixin`` but loads **strictly** (that mixin loads
-with ``strict=False`` by default) with the same two explicit adaptations as every other load in
-resnet-pl: a classifier of another size is re-initialised, a stem of another channel count is
-adapted, each with a warning. ``huggingface_hub`` is imported only when the Hub is used.
+Built on :class:`huggingface_hub.ModelHubMixin`: :class:`HubAdapter` wraps a model and
+provides the mixin's ``_save_pretrained`` / ``_from_pretrained`` / ``generate_model_card``, so
+saving, downloading (straight from the Hugging Face cache, in place) and uploading follow the
+library's conventions. Unlike ``PyTorchModelHubMixin`` (which loads with ``strict=False`` by
+default), loading is **strict**, the weights file must match the sha256 recorded in
+``config.json``, and ``config.json`` must agree with the shapes in the safetensors header
+before anything is allocated; the only adaptations are the warned ones of every load in
+resnet-pl (a classifier of another size re-initialised, a stem of another channel count
+adapted). This module imports ``huggingface_hub``, so it is imported only when used.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
 from torch import Tensor, nn
 
 from resnet_pl.hub.pretrained import (
+    check_safetensors,
     load_into,
     model_cfg,
     read_state_dict,
     sha256_file,
     structural_kwargs,
 )
-from resnet_pl.hub.weights import WeightsVerificationError, _tuples, jsonable, package_version
+from resnet_pl.hub.weights import (
+    WeightsMismatchError,
+    WeightsVerificationError,
+    _tuples,
+    jsonable,
+    package_version,
+)
+from resnet_pl.models.registry import get_builder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 FOLDER_FORMAT = "resnet-pl/1"
 GITHUB_REPO = "resnet-pl/resnet-pl"
+CARD_TAGS = ["image-classification", "resnet", "pytorch", "resnet-pl", "safetensors"]
 
 
 def _architecture(model: nn.Module) -> str:
@@ -54,23 +69,76 @@ def _architecture(model: nn.Module) -> str:
     return str(arch)
 
 
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _meta_twin(arch: str, num_classes: int, in_chans: int, arch_kwargs: Mapping[str, Any]) -> Any:
+    """``arch`` built on the meta device: its state-dict shapes, for free (no memory, even for
+    absurd sizes)."""
+    with torch.device("meta"):
+        return get_builder(arch)(num_classes=num_classes, in_chans=in_chans, **arch_kwargs)
+
+
 def _check_rebuildable(
     model: nn.Module, arch: str, arch_kwargs: dict[str, Any], num_classes: int, in_chans: int
 ) -> None:
     """Build ``arch`` with the options to be saved (on the meta device: free) and check its state
     dict has the same keys and shapes, so the folder is sure to load strictly."""
-    from resnet_pl.models.registry import create_model
-
-    with torch.device("meta"):
-        twin = create_model(arch, num_classes=num_classes, in_chans=in_chans, **arch_kwargs)
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in twin.state_dict().items()}
+    want, got = _shapes(model), _shapes(_meta_twin(arch, num_classes, in_chans, arch_kwargs))
     if want != got:
         diff = sorted(set(want.items()) ^ set(got.items()))[:4]
         raise ValueError(
             f"create_model({arch!r}, **{arch_kwargs}) does not rebuild this model (differs in "
             f"{diff}); pass the options it was built with: save_pretrained(dir, "
             f"arch_kwargs={{...}})"
+        )
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors file's header (``safe_open``: no tensor is
+    read or allocated)."""
+    from safetensors import safe_open
+
+    check_safetensors(path)  # a pickle or a torn file: the clear message, nothing unpickled
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as err:  # SafetensorError for a damaged header
+        raise WeightsVerificationError(f"{path}: unreadable safetensors header: {err}") from None
+
+
+def check_config_matches_weights(
+    config: Mapping[str, Any], config_path: Path, weights_path: Path
+) -> None:
+    """Refuse a folder whose ``config.json`` describes another network than its weights file
+    (say ``num_classes: 1000000000``), comparing the shapes the config implies (a meta-device
+    build) with the safetensors header, before any real tensor is allocated.
+
+    Raises:
+        WeightsMismatchError: naming the sizes that disagree and the fix.
+    """
+    arch = str(config["architecture"])
+    try:
+        num_classes, in_chans = int(config["num_classes"]), int(config["in_chans"])
+        twin = _meta_twin(arch, num_classes, in_chans, dict(config.get("arch_kwargs") or {}))
+    except (TypeError, ValueError) as err:
+        raise WeightsMismatchError(
+            f"{config_path} describes no buildable {arch!r} ({err}); fix config.json or re-save "
+            f"the folder with model.save_pretrained"
+        ) from None
+    want, got = _shapes(twin), safetensors_shapes(weights_path)
+    if want != got:
+        diff = [
+            f"{k}: config implies {want.get(k)}, weights hold {got.get(k)}"
+            for k in sorted(set(want) | set(got))
+            if want.get(k) != got.get(k)
+        ]
+        raise WeightsMismatchError(
+            f"{config_path} (num_classes={num_classes}, in_chans={in_chans}) disagrees with "
+            f"{weights_path.name}: {'; '.join(diff[:3])}{' ...' if len(diff) > 3 else ''}. "
+            f"The config was edited or belongs to other weights: re-save the folder with "
+            f"model.save_pretrained (to change the class count, load it and pass num_classes)"
         )
 
 
@@ -92,6 +160,169 @@ def write_safetensors(model: nn.Module, path: Path, metadata: dict[str, str]) ->
     save_file(fp32_state_dict(model), str(tmp), metadata=metadata)
     os.replace(tmp, path)
     path.chmod(0o644)
+
+
+class HubAdapter(
+    ModelHubMixin,
+    library_name="resnet-pl",
+    repo_url=f"https://github.com/{GITHUB_REPO}",
+    pipeline_tag="image-classification",
+    tags=list(CARD_TAGS),  # a copy: the mixin appends its own tag to the list it is given
+):
+    """A resnet-pl model seen through :class:`huggingface_hub.ModelHubMixin`.
+
+    ``HubAdapter(model, overrides).save_pretrained(dir)`` / ``.push_to_hub(repo_id)`` and
+    ``HubAdapter.from_pretrained(dir_or_repo_id).model`` are what :func:`save_pretrained`,
+    :func:`push_to_hub` and :func:`from_pretrained` (and the methods of
+    :class:`resnet_pl.ResNet`) run. The model is wrapped, not subclassed, so the model layer
+    never imports ``huggingface_hub`` (see :mod:`resnet_pl.models.hub_hooks`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        overrides: Mapping[str, Any] | None = None,
+        rebuild_kwargs: Mapping[str, Any] | None = None,
+        card: bool = True,
+    ) -> None:
+        self.model = model
+        self.overrides = dict(overrides or {})
+        self.rebuild_kwargs = None if rebuild_kwargs is None else dict(rebuild_kwargs)
+        self.card = card
+        self.config: dict[str, Any] = {}
+
+    # ---- saving ------------------------------------------------------------------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Weights first, then ``config.json`` recording their sha256 (the mixin leaves a
+        config written here alone)."""
+        model = self.model
+        cfg: dict[str, Any] = dict(getattr(model, "pretrained_cfg", None) or {})
+        cfg.update(self.overrides)
+        arch = str(cfg.get("architecture") or _architecture(model))
+        kwargs = structural_kwargs(
+            self.rebuild_kwargs if self.rebuild_kwargs is not None else cfg.get("arch_kwargs")
+        )
+        if getattr(model, "features_only", False):
+            kwargs["features_only"] = True
+            kwargs["out_indices"] = list(getattr(model, "out_indices", ()))
+        num_classes = int(getattr(model, "num_classes", cfg.get("num_classes") or 0))
+        in_chans = int(getattr(model, "in_chans", cfg.get("input_size", (3,))[0]))
+        _check_rebuildable(model, arch, kwargs, num_classes, in_chans)
+
+        weights = save_directory / WEIGHTS_NAME
+        write_safetensors(
+            model,
+            weights,
+            {"format": "pt", "architecture": arch, "resnet_pl_version": package_version()},
+        )
+        digest = sha256_file(weights)
+        cfg.update(
+            {
+                "architecture": arch,
+                "arch_kwargs": kwargs,
+                "num_classes": num_classes,
+                "file": WEIGHTS_NAME,
+                "url": None,
+                "sha256": digest,
+                "sha256_prefix": None,
+                "file_size": weights.stat().st_size,
+                "resnet_pl_version": cfg.get("resnet_pl_version") or package_version(),
+            }
+        )
+        self.config = {
+            "format": FOLDER_FORMAT,
+            "library_name": "resnet-pl",
+            "architecture": arch,
+            "arch_kwargs": kwargs,
+            "num_classes": num_classes,
+            "in_chans": in_chans,
+            "weights_file": WEIGHTS_NAME,
+            "sha256": digest,
+            "resnet_pl_version": package_version(),
+            "pretrained_cfg": jsonable(cfg),
+        }
+        text = json.dumps(self.config, indent=2) + "\n"
+        (save_directory / CONFIG_NAME).write_text(text, encoding="utf-8")
+        card = save_directory / CARD_NAME
+        if self.card:
+            card.unlink(missing_ok=True)  # the mixin writes a card only where none exists
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        return _SkippedCard() if not self.card else model_card(self.config)
+
+    # ---- loading -----------------------------------------------------------------------------
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        num_classes: int | None = None,
+        in_chans: int | None = None,
+        builder_kwargs: Mapping[str, Any] | None = None,
+        **unused: Any,
+    ) -> HubAdapter:
+        folder = Path(model_id)
+        if folder.is_dir():
+            config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        else:
+            # Straight from the Hugging Face cache (downloaded there if needed), used in place.
+            def fetch(filename: str) -> Path:
+                return Path(
+                    hf_hub_download(
+                        model_id,
+                        filename,
+                        revision=revision,
+                        cache_dir=cache_dir,
+                        force_download=force_download,
+                        local_files_only=local_files_only,
+                        token=token,
+                        library_name="resnet-pl",
+                        library_version=package_version(),
+                    )
+                )
+
+            config_path, weights_path = fetch(CONFIG_NAME), fetch(WEIGHTS_NAME)
+        config = read_config(config_path)
+        if not weights_path.is_file():
+            raise FileNotFoundError(f"{weights_path} not found beside {config_path}")
+        expected = config.get("sha256")
+        digest = sha256_file(weights_path)
+        if expected and digest != expected:
+            raise WeightsVerificationError(
+                f"sha256 mismatch for {weights_path}: config.json records {expected}, the file "
+                f"is {digest} ({weights_path.stat().st_size} bytes). The folder is corrupt or "
+                f"was modified; re-save or re-download it (force_download for Hub files)."
+            )
+        check_config_matches_weights(config, config_path, weights_path)
+        state = read_state_dict(weights_path, "safetensors")
+        arch = str(config["architecture"])
+        options = {**dict(config.get("arch_kwargs") or {}), **dict(builder_kwargs or {})}
+        model = get_builder(arch)(
+            num_classes=int(config["num_classes"]) if num_classes is None else num_classes,
+            in_chans=int(config["in_chans"]) if in_chans is None else in_chans,
+            **options,
+        )
+        adapted = load_into(model, state, name=model_id)
+        cfg = _tuples(model_cfg(arch, config.get("pretrained_cfg") or {}, adapted, model_id))
+        cfg["arch_kwargs"] = structural_kwargs(options)
+        model.pretrained_cfg = cfg  # type: ignore[assignment]
+        return cls(model)
+
+
+class _SkippedCard(ModelCard):
+    """What :meth:`HubAdapter.generate_model_card` returns for ``model_card=False``: saving it
+    writes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__("", ignore_metadata_errors=True)
+
+    def save(self, filepath: Any) -> None:
+        return None
 
 
 def save_pretrained(
@@ -116,95 +347,8 @@ def save_pretrained(
         The folder.
     """
     folder = Path(save_directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg: dict[str, Any] = dict(getattr(model, "pretrained_cfg", None) or {})
-    cfg.update(dict(pretrained_cfg or {}))
-    arch = str(cfg.get("architecture") or _architecture(model))
-    kwargs = structural_kwargs(arch_kwargs if arch_kwargs is not None else cfg.get("arch_kwargs"))
-    if getattr(model, "features_only", False):
-        kwargs["features_only"] = True
-        kwargs["out_indices"] = list(getattr(model, "out_indices", ()))
-    num_classes = int(getattr(model, "num_classes", cfg.get("num_classes") or 0))
-    in_chans = int(getattr(model, "in_chans", cfg.get("input_size", (3,))[0]))
-    _check_rebuildable(model, arch, kwargs, num_classes, in_chans)
-
-    weights = folder / WEIGHTS_NAME
-    write_safetensors(
-        model,
-        weights,
-        {"format": "pt", "architecture": arch, "resnet_pl_version": package_version()},
-    )
-    digest = sha256_file(weights)
-    cfg.update(
-        {
-            "architecture": arch,
-            "arch_kwargs": kwargs,
-            "num_classes": num_classes,
-            "file": WEIGHTS_NAME,
-            "url": None,
-            "sha256": digest,
-            "sha256_prefix": None,
-            "file_size": weights.stat().st_size,
-            "resnet_pl_version": cfg.get("resnet_pl_version") or package_version(),
-        }
-    )
-    config = {
-        "format": FOLDER_FORMAT,
-        "library_name": "resnet-pl",
-        "architecture": arch,
-        "arch_kwargs": kwargs,
-        "num_classes": num_classes,
-        "in_chans": in_chans,
-        "weights_file": WEIGHTS_NAME,
-        "sha256": digest,
-        "resnet_pl_version": package_version(),
-        "pretrained_cfg": jsonable(cfg),
-    }
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    if model_card:
-        (folder / CARD_NAME).write_text(render_model_card(config), encoding="utf-8")
+    HubAdapter(model, pretrained_cfg, arch_kwargs, model_card).save_pretrained(folder)
     return folder
-
-
-def _fetch(
-    name_or_path: str | Path, revision: str | None, token: str | bool | None
-) -> tuple[Path, Path]:
-    """config.json and model.safetensors of a local folder or a Hub repo id."""
-    local = Path(name_or_path)
-    if local.is_dir():
-        return local / CONFIG_NAME, local / WEIGHTS_NAME
-    if local.exists() or str(name_or_path).count("/") != 1:
-        raise FileNotFoundError(
-            f"{name_or_path!s} is neither a folder holding {CONFIG_NAME} and {WEIGHTS_NAME} "
-            f"nor a Hugging Face Hub repo id ('user/name')"
-        )
-    from huggingface_hub import hf_hub_download
-
-    repo = str(name_or_path)
-    try:
-        config = hf_hub_download(
-            repo,
-            CONFIG_NAME,
-            revision=revision,
-            token=token,
-            library_name="resnet-pl",
-            library_version=package_version(),
-        )
-        weights = hf_hub_download(
-            repo,
-            WEIGHTS_NAME,
-            revision=revision,
-            token=token,
-            library_name="resnet-pl",
-            library_version=package_version(),
-        )
-    except Exception as err:  # not found, offline, no access: one clear line
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FileNotFoundError(
-            f"{repo!r} is not a local folder, and fetching it from the Hugging Face Hub failed: "
-            f"{first}"
-        ) from None
-    return Path(str(config)), Path(str(weights))
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -233,43 +377,55 @@ def from_pretrained(
     in_chans: int | None = None,
     revision: str | None = None,
     token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Rebuild a model from a ``save_pretrained`` folder or a Hub repo id (``"user/name"``).
 
-    The weights file's sha256 must match the one in ``config.json``; loading is strict, with a
-    re-initialised classifier if ``num_classes`` differs and an adapted stem if ``in_chans``
-    differs (each warned about). Extra ``kwargs`` go to the builder (e.g. ``drop_path_rate``).
+    The weights file's sha256 must match the one in ``config.json``, and ``config.json`` the
+    shapes in the weights file; loading is strict, with a re-initialised classifier if
+    ``num_classes`` differs and an adapted stem if ``in_chans`` differs (each warned about).
+    Hub files are used in place in the Hugging Face cache (``cache_dir``, ``force_download``,
+    ``local_files_only`` as in :func:`huggingface_hub.hf_hub_download`). Extra ``kwargs`` go
+    to the builder (e.g. ``drop_path_rate``).
     """
-    from resnet_pl.models.registry import create_model
-
-    config_path, weights_path = _fetch(name_or_path, revision, token)
-    config = read_config(config_path)
-    if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path} not found beside {config_path}")
-    expected = config.get("sha256")
-    digest = sha256_file(weights_path)
-    if expected and digest != expected:
-        raise WeightsVerificationError(
-            f"sha256 mismatch for {weights_path}: config.json records {expected}, the file is "
-            f"{digest} ({weights_path.stat().st_size} bytes). The folder is corrupt or was "
-            f"modified; re-save or re-download it (force_download for Hub files)."
+    local = Path(name_or_path)
+    if local.is_dir():
+        read_config(local / CONFIG_NAME)  # our clear errors, before the mixin parses it
+    elif local.exists() or str(name_or_path).count("/") != 1:
+        raise FileNotFoundError(
+            f"{name_or_path!s} is neither a folder holding {CONFIG_NAME} and {WEIGHTS_NAME} "
+            f"nor a Hugging Face Hub repo id ('user/name')"
         )
-    state = read_state_dict(weights_path, "safetensors")
-    arch = str(config["architecture"])
-    options = {**dict(config.get("arch_kwargs") or {}), **kwargs}
-    model = create_model(
-        arch,
-        num_classes=int(config["num_classes"]) if num_classes is None else num_classes,
-        in_chans=int(config["in_chans"]) if in_chans is None else in_chans,
-        **options,
-    )
-    name = str(name_or_path)
-    adapted = load_into(model, state, name=name)
-    cfg = _tuples(model_cfg(arch, config.get("pretrained_cfg") or {}, adapted, name))
-    cfg["arch_kwargs"] = structural_kwargs(options)
-    model.pretrained_cfg = cfg  # type: ignore[assignment]
-    return model
+
+    def load() -> nn.Module:
+        adapter = HubAdapter.from_pretrained(
+            str(name_or_path),
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            builder_kwargs=kwargs,
+        )
+        return adapter.model
+
+    if local.is_dir():
+        return load()
+    try:
+        return load()
+    except (WeightsVerificationError, WeightsMismatchError):
+        raise
+    except Exception as err:  # not found, offline, no access, a foreign config: one clear line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileNotFoundError(
+            f"{str(name_or_path)!r} is not a local folder, and fetching it from the Hugging Face "
+            f"Hub failed: {first}"
+        ) from None
 
 
 def push_to_hub(
@@ -284,28 +440,72 @@ def push_to_hub(
     arch_kwargs: Mapping[str, Any] | None = None,
 ) -> str:
     """Save the model to a temporary folder (config, safetensors, model card) and upload it to
-    the Hub repo ``repo_id`` (created if needed). Returns the commit URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-        cfg["hf_hub_id"] = repo_id
-        save_pretrained(model, tmp, arch_kwargs=arch_kwargs, pretrained_cfg=cfg)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=tmp,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-        )
+    the Hub repo ``repo_id`` (created if needed), through ``ModelHubMixin.push_to_hub``.
+    Returns the commit URL."""
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    cfg["hf_hub_id"] = repo_id
+    info = HubAdapter(model, cfg, arch_kwargs).push_to_hub(
+        repo_id,
+        commit_message=commit_message,
+        private=private,
+        token=token if isinstance(token, str) else None,
+        branch=revision,
+        create_pr=create_pr,
+    )
     return str(getattr(info, "commit_url", info))
 
 
 # --------------------------------------------------------------------------------------------
 # Model card
 # --------------------------------------------------------------------------------------------
+def card_data(config: Mapping[str, Any], *, weights_name: str | None = None) -> ModelCardData:
+    """The model card's metadata header: library, licence, task, tags, dataset and the
+    recorded accuracies as a ``model-index`` (what the Hub shows beside the card)."""
+    cfg: Mapping[str, Any] = config.get("pretrained_cfg") or {}
+    arch = str(config.get("architecture") or cfg.get("architecture"))
+    dataset = str(cfg.get("dataset") or "unknown")
+    metrics: Mapping[str, Any] = cfg.get("metrics") or {}
+    license_id = str(cfg.get("license") or "unknown").split(" ")[0].lower()
+    results = []
+    split = str(metrics.get("split", "test"))
+    for key, label in (("top1", "top-1 accuracy"), ("top5", "top-5 accuracy")):
+        if isinstance(metrics.get(key), int | float):
+            results.append(
+                EvalResult(
+                    task_type="image-classification",
+                    dataset_type=dataset,
+                    dataset_name=dataset,
+                    dataset_split=split,
+                    metric_type="accuracy",
+                    metric_name=label,
+                    metric_value=float(metrics[key]),
+                )
+            )
+    return ModelCardData(
+        library_name="resnet-pl",
+        license=license_id if license_id != "unknown" else "other",
+        pipeline_tag="image-classification",
+        tags=list(CARD_TAGS),
+        datasets=[dataset],
+        metrics=["accuracy"],
+        model_name=weights_name or cfg.get("hf_hub_id") or arch,
+        eval_results=results or None,
+    )
+
+
+def model_card(config: Mapping[str, Any], *, weights_name: str | None = None) -> ModelCard:
+    """A :class:`huggingface_hub.ModelCard` for a folder or a shipped entry: the metadata of
+    :func:`card_data` and the body of :func:`render_card_body`."""
+    data = card_data(config, weights_name=weights_name)
+    body = render_card_body(config, weights_name=weights_name)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def render_model_card(config: Mapping[str, Any], *, weights_name: str | None = None) -> str:
+    """The model card as Markdown text (YAML header included)."""
+    return str(model_card(config, weights_name=weights_name))
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -314,8 +514,8 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def render_model_card(config: Mapping[str, Any], *, weights_name: str | None = None) -> str:
-    """A Markdown model card (with Hub YAML front matter) for a folder or a shipped entry.
+def render_card_body(config: Mapping[str, Any], *, weights_name: str | None = None) -> str:
+    """The Markdown body of the model card (the metadata header is :func:`card_data`).
 
     ``weights_name`` (``arch.tag``) adds the ``create_model``/``torch.hub`` lines for registered
     weights; without it the usage shows ``from_pretrained``.
@@ -327,17 +527,7 @@ def render_model_card(config: Mapping[str, Any], *, weights_name: str | None = N
     recipe = cfg.get("recipe")
     categories = cfg.get("categories") or []
     hf_id = cfg.get("hf_hub_id")
-    license_id = str(cfg.get("license") or "unknown").split(" ")[0].lower()
     lines = [
-        "---",
-        "library_name: resnet-pl",
-        f"license: {license_id}",
-        "pipeline_tag: image-classification",
-        "tags: [image-classification, resnet, pytorch, resnet-pl, safetensors]",
-        f"datasets: [{dataset}]",
-        "metrics: [accuracy]",
-        "---",
-        "",
         f"# {weights_name or arch} ({dataset})",
         "",
         f"`{arch}` ({cfg.get('paper', 'a residual network')}) with the `{cfg.get('stem')}` stem, "

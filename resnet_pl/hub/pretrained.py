@@ -19,8 +19,10 @@ Guarantees, for every file and every use (not only the first download):
 Where files come from, in order: the package (``resnet_pl/weights/``, or a folder named by
 ``RESNET_PL_EXTRA_WEIGHTS``), the user cache (``$RESNET_PL_CACHE``, default
 ``torch.hub.get_dir()/resnet_pl``), then the entry's URL (``torch.hub.download_url_to_file``;
-``file://`` URLs work offline) or Hugging Face Hub repo (``huggingface_hub.hf_hub_download``).
-Network downloads are skipped when ``HF_HUB_OFFLINE`` or ``RESNET_PL_OFFLINE`` is set.
+``file://`` URLs work offline). Weights hosted on the Hugging Face Hub are used in place in the
+Hugging Face cache (``huggingface_hub.hf_hub_download``; no second copy), verified on every use
+like any other file. Network downloads are skipped when ``HF_HUB_OFFLINE`` or
+``RESNET_PL_OFFLINE`` is set.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import struct
 import sys
 import time
@@ -48,6 +49,7 @@ from resnet_pl.hub.weights import (
     WeightsVerificationError,
     get_weights,
 )
+from resnet_pl.models.registry import get_default_cfg
 
 CACHE_ENV = "RESNET_PL_CACHE"
 OFFLINE_ENVS = ("RESNET_PL_OFFLINE", "HF_HUB_OFFLINE")
@@ -310,6 +312,8 @@ def resolve_file(entry: WeightsEntry, *, download: bool = True, progress: bool =
                 f"place, unused)."
             ) from None
         return shipped
+    if entry.url is None and entry.hf_hub_id is not None:
+        return _from_hf_cache(entry, download=download)
     cached = cache_path(entry)
     if cached.is_file():
         _verify_cached(cached, entry)
@@ -320,6 +324,49 @@ def resolve_file(entry: WeightsEntry, *, download: bool = True, progress: bool =
             f"{shipped or '(not shipped)'} and {cached})"
         )
     return _download(entry, cached, progress=progress)
+
+
+def _from_hf_cache(entry: WeightsEntry, *, download: bool) -> Path:
+    """``entry``'s file in the Hugging Face cache (fetched there first if needed and allowed),
+    verified in place. A file that fails is deleted from that cache (link and blob), so the
+    next load fetches it afresh."""
+    from huggingface_hub import hf_hub_download
+
+    cfg = entry.pretrained_cfg
+    filename = str(cfg.get("hf_filename") or entry.file or "model.safetensors")
+    local_only = not download or offline()
+    try:
+        path = Path(
+            hf_hub_download(
+                str(entry.hf_hub_id),
+                filename=filename,
+                revision=cfg.get("hf_revision"),
+                local_files_only=local_only,
+                library_name="resnet-pl",
+            )
+        )
+    except Exception as err:  # not cached while offline, not found, no access ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        why = (
+            "it is not in the Hugging Face cache and downloads are disabled "
+            "(HF_HUB_OFFLINE / RESNET_PL_OFFLINE)"
+            if local_only
+            else f"fetching it failed: {first}"
+        )
+        raise WeightsUnavailableError(
+            f"weights {entry.name} ({entry.hf_hub_id}/{filename}): {why}"
+        ) from None
+    try:
+        verify_file(path, entry)
+    except WeightsVerificationError as err:
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+        raise WeightsVerificationError(
+            f"{err}. The file was deleted from the Hugging Face cache; the next load fetches "
+            f"a fresh copy."
+        ) from None
+    return path
 
 
 def _download(entry: WeightsEntry, dest: Path, *, progress: bool) -> Path:
@@ -333,7 +380,7 @@ def _download(entry: WeightsEntry, dest: Path, *, progress: bool) -> Path:
             f"(HF_HUB_OFFLINE / RESNET_PL_OFFLINE). Unset it, or place the file at {dest} "
             f"(it is verified against sha256 {entry.sha256 or f'{entry.sha256_prefix}...'})."
         )
-    if url is None and entry.hf_hub_id is None:
+    if url is None:
         raise WeightsUnavailableError(
             f"weights {entry.name} have no file at {entry.shipped_path} and no url or "
             f"hf_hub_id to fetch them from"
@@ -341,28 +388,14 @@ def _download(entry: WeightsEntry, dest: Path, *, progress: bool) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
     try:
-        if url is not None:
-            torch.hub.download_url_to_file(url, str(tmp), progress=progress)
-        else:
-            from huggingface_hub import hf_hub_download
-
-            cfg = entry.pretrained_cfg
-            fetched = hf_hub_download(
-                str(entry.hf_hub_id),
-                filename=str(cfg.get("hf_filename") or entry.file or "model.safetensors"),
-                revision=cfg.get("hf_revision"),
-                library_name="resnet-pl",
-            )
-            shutil.copyfile(str(fetched), tmp)
+        torch.hub.download_url_to_file(url, str(tmp), progress=progress)
         digest = verify_file(tmp, entry)
         os.replace(tmp, dest)
     except WeightsVerificationError as err:
-        raise WeightsVerificationError(
-            f"{err}. The download from {url or entry.hf_hub_id} was discarded."
-        ) from None
+        raise WeightsVerificationError(f"{err}. The download from {url} was discarded.") from None
     except Exception as err:  # urllib / huggingface_hub errors: report one clear line
         raise WeightsUnavailableError(
-            f"could not download weights {entry.name} from {url or entry.hf_hub_id}: {err}"
+            f"could not download weights {entry.name} from {url}: {err}"
         ) from err
     finally:
         tmp.unlink(missing_ok=True)
@@ -508,8 +541,6 @@ def model_cfg(
 ) -> dict[str, Any]:
     """``model.pretrained_cfg`` for a model built from weights: the architecture's default cfg,
     the weights' cfg, then the adaptations (classes, channels) reflected in it."""
-    from resnet_pl.models.registry import get_default_cfg
-
     cfg: dict[str, Any] = {**get_default_cfg(arch), **dict(entry_cfg)}
     cfg["architecture"] = arch
     cfg["weights"] = name

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_pl.data.specs import IMAGENET_MEAN, IMAGENET_STD
+from resnet_pl.errors import ResNetPLError
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 EXTRA_WEIGHTS_ENV = "RESNET_PL_EXTRA_WEIGHTS"
@@ -56,22 +57,22 @@ REQUIRED_CFG_KEYS = (
 )
 
 
-class UnknownWeightsError(ValueError):
+class UnknownWeightsError(ResNetPLError, ValueError):
     """A weights name that is not registered; the message lists what is."""
 
 
-class WeightsVerificationError(RuntimeError):
+class WeightsVerificationError(ResNetPLError, RuntimeError):
     """A weights file failed verification (hash, size or format) and was not used.
 
     The message names the file, what was expected, what was found, and what to do.
     """
 
 
-class WeightsUnavailableError(FileNotFoundError):
+class WeightsUnavailableError(ResNetPLError, FileNotFoundError):
     """The weights are registered but no verified file can be had (offline, not cached)."""
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(ResNetPLError, ValueError):
     """Verified weights that do not fit the model they are loaded into (a different
     architecture or options); the message names the keys and shapes that differ."""
 

@@ -11,13 +11,14 @@ import pickle
 # Defined with the data layer (which must not import this package); re-exported here.
 from resnet_pl.data.errors import BadDataError as BadDataError
 from resnet_pl.data.errors import DataNotFoundError as DataNotFoundError
+from resnet_pl.errors import ResNetPLError
 
 
-class ConfigError(ValueError):
+class ConfigError(ResNetPLError, ValueError):
     """A bad option (name, value, or output folder), found before any training step runs."""
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(ResNetPLError, FloatingPointError):
     """The loss became NaN or infinite; the message names the step and batch."""
 
 
@@ -26,11 +27,11 @@ class NonFiniteWeightsError(NonFiniteLossError):
     good checkpoint stays in place."""
 
 
-class BadCheckpointError(ValueError):
+class BadCheckpointError(ResNetPLError, ValueError):
     """A checkpoint file that is truncated, empty or not a PyTorch checkpoint at all."""
 
 
-class UntrustedCheckpointError(pickle.UnpicklingError):
+class UntrustedCheckpointError(ResNetPLError, pickle.UnpicklingError):
     """A checkpoint that ``torch.load(weights_only=True)`` refuses: it holds objects whose
     unpickling could run code. Loading it needs an explicit opt-in for trusted files."""
 

@@ -34,13 +34,13 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from resnet_pl.factory import create_model
 from resnet_pl.lightning.errors import (
     ConfigError,
     NonFiniteLossError,
     UntrustedCheckpointError,
     checkpoint_load_error,
 )
-from resnet_pl.models import create_model
 from resnet_pl.models.registry import get_builder, split_name
 from resnet_pl.models.tta import TTAMode, check_mode, tta_logits
 

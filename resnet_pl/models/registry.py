@@ -1,37 +1,59 @@
-"""Model registry: names to builders, with a default config beside each architecture (timm-style).
+"""Model registry: architecture names to builders, each with its default cfg (timm-style).
 
-``create_model("resnet20")`` builds an architecture; ``create_model("resnet20.fashion_mnist",
-pretrained=True)`` also loads verified weights (see :mod:`resnet_pl.hub`).
+The bottom of the package's dependency order (``models <- hub <- factory <- lightning / deploy
+<- cli``): this module knows names, builders and default cfgs, nothing of weights.
+:func:`register_model` is the decorator the named builders in
+:mod:`resnet_pl.models.builders` are registered with; :func:`resnet_pl.create_model` (in
+:mod:`resnet_pl.factory`) adds weights tags and pretrained loading on top.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
+from resnet_pl.errors import ResNetPLError
+
 ModelBuilder = Callable[..., nn.Module]
+BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
 
 _REGISTRY: dict[str, ModelBuilder] = {}
 _DEFAULT_CFGS: dict[str, dict[str, Any]] = {}
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(ResNetPLError, ValueError):
     """An architecture name that is not registered; the message lists close matches."""
 
 
-def register_model(name: str, builder: ModelBuilder, default_cfg: dict[str, Any]) -> None:
-    """Register ``builder`` (``**kwargs -> nn.Module``) under ``name`` with its default cfg
-    (at least ``input_size``)."""
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = builder
-    _DEFAULT_CFGS[name] = dict(default_cfg)
+def register_model(
+    default_cfg: Mapping[str, Any], *, name: str | None = None
+) -> Callable[[BuilderT], BuilderT]:
+    """Decorator registering a builder (``(*, pretrained=False, **kwargs) -> nn.Module``) under
+    ``name`` (default: the function's name) with its default cfg (at least ``input_size``)::
+
+        @register_model({"input_size": (3, 32, 32), "family": "small", "paper": "..."})
+        def my_resnet(*, pretrained: bool = False, **kwargs: Any) -> ResNet: ...
+
+    Returns the builder unchanged, so it stays a plain, documented function.
+    """
+
+    def decorator(builder: BuilderT) -> BuilderT:
+        key = name or builder.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model {key!r} is already registered")
+        if "input_size" not in default_cfg:
+            raise ValueError(f"default_cfg of {key!r} needs an input_size")
+        _REGISTRY[key] = builder
+        _DEFAULT_CFGS[key] = dict(default_cfg)
+        return builder
+
+    return decorator
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -67,58 +89,14 @@ def get_default_cfg(arch: str) -> dict[str, Any]:
     return dict(_DEFAULT_CFGS[arch])
 
 
-def create_model(
-    name: str,
-    *,
-    pretrained: bool = False,
-    num_classes: int | None = None,
-    in_chans: int | None = None,
-    **kwargs: Any,
-) -> nn.Module:
-    """Build a registered model.
-
-    Args:
-        name: an architecture (``"resnet50"``) or ``"arch.tag"`` naming pretrained weights
-            (``"resnet20.fashion_mnist"``); see :func:`list_models` and
-            :func:`resnet_pl.list_pretrained`.
-        pretrained: load the weights named by the tag (or the architecture's default tag),
-            verified by sha256 before use.
-        num_classes: classifier size. With pretrained weights of another size the head is
-            re-initialised, with a warning.
-        in_chans: input channels. With pretrained weights of another count the stem is
-            adapted (summed or repeated over channels), with a warning.
-        **kwargs: any other :class:`resnet_pl.models.ResNet` option (``drop_path_rate``,
-            ``zero_init_residual``, ``features_only``, ``stem`` ...).
-
-    Returns:
-        The model, with ``model.pretrained_cfg`` describing its expected input.
-    """
-    arch, tag = split_name(name)
-    builder = get_builder(arch)
-    if pretrained:
-        from resnet_pl.hub.pretrained import build_pretrained
-
-        return build_pretrained(arch, tag, builder, num_classes, in_chans, kwargs)
-    if tag is not None:
-        # A tag without pretrained=True builds the tagged model's architecture (its classes,
-        # channels, stem) with random weights, like timm.
-        from resnet_pl.hub.weights import get_weights
-
-        entry = get_weights(arch, tag)
-        kwargs = {**entry.arch_kwargs, **kwargs}
-        num_classes = entry.num_classes if num_classes is None else num_classes
-        in_chans = entry.in_chans if in_chans is None else in_chans
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    if in_chans is not None:
-        kwargs["in_chans"] = in_chans
-    model = builder(**kwargs)
+def default_model_cfg(arch: str, model: nn.Module) -> dict[str, Any]:
+    """``model.pretrained_cfg`` of a freshly built (random-weights) ``arch``: its default cfg
+    with the architecture name and the model's own channel and class counts."""
     cfg = get_default_cfg(arch)
     cfg["architecture"] = arch
     cfg["input_size"] = (getattr(model, "in_chans", 3), *cfg["input_size"][1:])
     cfg["num_classes"] = getattr(model, "num_classes", None)
-    model.pretrained_cfg = cfg  # type: ignore[assignment]
-    return model
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -159,16 +137,3 @@ def count_flops(model: nn.Module, input_size: tuple[int, int, int]) -> int:
         return int(counter.get_total_flops())
     finally:
         model.train(was_training)
-
-
-def model_info(
-    name: str, input_size: tuple[int, int, int] | None = None, **kwargs: Any
-) -> ModelInfo:
-    """Parameters and FLOPs per image of a registered model (built on the meta device, so even
-    ResNet-1202 costs no memory)."""
-    with torch.device("meta"):
-        model = create_model(name, **kwargs)
-    cfg: dict[str, Any] = model.pretrained_cfg  # type: ignore[assignment]
-    c, h, w = input_size or cfg["input_size"]
-    size = (int(c), int(h), int(w))
-    return ModelInfo(name, count_params(model), size, count_flops(model, size))

@@ -1,4 +1,4 @@
-"""Residual networks: one configurable :class:`ResNet` and one-line builders for each variant.
+"""Residual networks: one configurable :class:`ResNet` and its blocks.
 
 Papers:
 - Deep Residual Learning for Image Recognition, He et al. 2015, https://arxiv.org/abs/1512.03385
@@ -11,7 +11,8 @@ Papers:
 
 Attribute names (``conv1``, ``bn1``, ``layer1`` ... ``layer4``, ``fc``, ``downsample``) follow
 torchvision, so an ImageNet-family model loads a torchvision ``state_dict`` with ``strict=True``.
-The file reads top to bottom: helpers, blocks, the network, then the builders.
+The file reads top to bottom: helpers, blocks, the network; the named builders
+(``resnet50()`` ...) are in :mod:`resnet_pl.models.builders`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
-from resnet_pl.hub.mixin import HubMixin
-from resnet_pl.models.registry import register_model
+from resnet_pl.models.hub_hooks import HubMixin
 
 Stem = Literal["imagenet", "small"]
 Shortcut = Literal["A", "B"]
@@ -35,9 +35,15 @@ BlockType = Literal["basic", "bottleneck"]
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    """3x3 convolution with padding 1 and no bias (a BatchNorm always follows or precedes it)."""
-    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
+def conv3x3(
+    in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, dilation: int = 1
+) -> nn.Conv2d:
+    """3x3 convolution, padded to keep the size (``padding = dilation``), without bias (a
+    BatchNorm always follows or precedes it)."""
+    return nn.Conv2d(
+        in_ch, out_ch, 3, stride=stride, padding=dilation, groups=groups, bias=False,
+        dilation=dilation,
+    )  # fmt: skip
 
 
 def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -49,7 +55,8 @@ class PadShortcut(nn.Module):
     """Option-A shortcut of He et al. 2015: subsample spatially, zero-pad the new channels.
 
     It has no parameters, which is why the CIFAR ResNets hit the paper's parameter counts.
-    Slicing and ``F.pad`` export to ONNX as plain ``Slice``/``Pad`` nodes.
+    Slicing and ``F.pad`` export to ONNX as plain ``Slice``/``Pad`` nodes. In a stage whose
+    stride is replaced by dilation (``output_stride``) it gets ``stride=1`` and only pads.
     """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
@@ -82,7 +89,16 @@ def make_shortcut(
 # Blocks
 # --------------------------------------------------------------------------------------------
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions (ResNet-18/34, CIFAR ResNets). Post-activation as in He et al. 2015."""
+    """Two 3x3 convolutions (ResNet-18/34, CIFAR ResNets). Post-activation as in He et al. 2015.
+
+    ``dilation`` / ``first_dilation`` (all four blocks): the 3x3 conv that carries the block's
+    stride uses ``first_dilation`` (default: ``dilation``), every later 3x3 conv ``dilation``.
+    In the first block of a stage whose stride became dilation, ``first_dilation`` is the
+    previous stage's dilation, so each conv sees exactly the input pixels it saw with the
+    stride, only without subsampling. For bottlenecks this is torchvision's rule (its only 3x3
+    conv gets the previous dilation); for basic blocks it is timm's (torchvision refuses
+    dilation there).
+    """
 
     expansion = 1
 
@@ -95,14 +111,17 @@ class BasicBlock(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         drop_path: float = 0.0,
+        dilation: int = 1,
+        first_dilation: int | None = None,
     ) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
             raise ValueError("BasicBlock supports only groups=1 and base_width=64")
-        self.conv1 = conv3x3(in_ch, planes, stride)
+        first_dilation = first_dilation or dilation
+        self.conv1 = conv3x3(in_ch, planes, stride, dilation=first_dilation)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
+        self.conv2 = conv3x3(planes, planes, dilation=dilation)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
@@ -134,12 +153,14 @@ class Bottleneck(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         drop_path: float = 0.0,
+        dilation: int = 1,
+        first_dilation: int | None = None,
     ) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(in_ch, width)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, stride, groups)
+        self.conv2 = conv3x3(width, width, stride, groups, first_dilation or dilation)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -174,14 +195,17 @@ class PreActBasicBlock(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         drop_path: float = 0.0,
+        dilation: int = 1,
+        first_dilation: int | None = None,
     ) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
             raise ValueError("PreActBasicBlock supports only groups=1 and base_width=64")
+        first_dilation = first_dilation or dilation
         self.bn1 = nn.BatchNorm2d(in_ch)
-        self.conv1 = conv3x3(in_ch, planes, stride)
+        self.conv1 = conv3x3(in_ch, planes, stride, dilation=first_dilation)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes)
+        self.conv2 = conv3x3(planes, planes, dilation=dilation)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
@@ -211,13 +235,15 @@ class PreActBottleneck(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         drop_path: float = 0.0,
+        dilation: int = 1,
+        first_dilation: int | None = None,
     ) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.conv1 = conv1x1(in_ch, width)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, stride, groups)
+        self.conv2 = conv3x3(width, width, stride, groups, first_dilation or dilation)
         self.bn3 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
@@ -273,6 +299,18 @@ class ResNet(nn.Module, HubMixin):
         conv_init: ``"he"`` (He et al. 2015 normal init, as torchvision) or ``"dirac"``:
             convolutions that keep their shape start as the identity
             (:func:`resnet_pl.models.init.dirac_init_`), the others as ``"he"``.
+        output_stride: the total reduction of the last feature map relative to the input
+            (``feature_info[-1]["reduction"]``), for dense prediction. ``None`` keeps the
+            network's natural stride: ``stem stride x 2 ** (stages - 1)``, i.e. 32 for the
+            ImageNet stem with 4 stages, 4 for a 3-stage small-stem (CIFAR) net, 8 for a
+            4-stage small-stem net. Half or a quarter of it replaces the stride 2 of the last
+            one or two stages by dilation (2, then 4), as DeepLab and timm do: 32/16/8 on
+            ImageNet-stem nets, 4/2/1 on CIFAR nets. Dilation adds no parameters, so every
+            state dict (pretrained weights included) loads unchanged.
+        replace_stride_with_dilation: torchvision's spelling, one bool per strided stage
+            (stages 2.., so 3 for the ImageNet family): ``[False, True, True]`` is
+            ``output_stride=8`` on ResNet-50. Any combination is accepted, as in torchvision.
+            Give this or ``output_stride``, not both.
     """
 
     def __init__(
@@ -294,12 +332,15 @@ class ResNet(nn.Module, HubMixin):
         features_only: bool = False,
         out_indices: Sequence[int] | None = None,
         conv_init: Literal["he", "dirac"] = "he",
+        output_stride: int | None = None,
+        replace_stride_with_dilation: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
         _check_options(
             layers, block, num_classes, in_chans, stem, widths, groups, width_per_group,
             shortcut, drop_path_rate, drop_rate, stem_width,
         )  # fmt: skip
+        dilate = _dilated_stages(len(layers), stem, output_stride, replace_stride_with_dilation)
         block_cls = _BLOCKS[(block, preact)]
         stem_width = widths[0] if stem_width is None else stem_width
         self.num_classes = num_classes
@@ -324,15 +365,23 @@ class ResNet(nn.Module, HubMixin):
             self.maxpool = nn.Identity()
             stem_stride = 1
 
-        # Stages: the first keeps resolution, every later one halves it.
+        # Stages: the first keeps resolution, every later one halves it, unless its stride is
+        # replaced by dilation. As in torchvision's ``_make_layer``, a dilated stage's first
+        # block still starts at the previous dilation (see BasicBlock), and its shortcut
+        # keeps stride 1.
         total_blocks = sum(layers)
         block_idx = 0
         in_ch = stem_width
         self.feature_info: list[dict[str, Any]] = []
         self.stage_names: list[str] = []
         reduction = stem_stride
+        dilation = 1
         for stage, (n_blocks, planes) in enumerate(zip(layers, widths, strict=True)):
             stride = 1 if stage == 0 else 2
+            previous_dilation = dilation
+            if stage > 0 and dilate[stage - 1]:
+                dilation *= stride
+                stride = 1
             reduction *= stride
             blocks: list[nn.Module] = []
             for i in range(n_blocks):
@@ -340,14 +389,23 @@ class ResNet(nn.Module, HubMixin):
                 s = stride if i == 0 else 1
                 dp = drop_path_rate * block_idx / max(total_blocks - 1, 1)
                 downsample = make_shortcut(in_ch, out_ch, s, shortcut, preact)
-                blocks.append(block_cls(in_ch, planes, s, downsample, groups, width_per_group, dp))
+                blocks.append(
+                    block_cls(
+                        in_ch, planes, s, downsample, groups, width_per_group, dp,
+                        dilation=dilation,
+                        first_dilation=previous_dilation if i == 0 else dilation,
+                    )
+                )  # fmt: skip
                 in_ch = out_ch
                 block_idx += 1
             name = f"layer{stage + 1}"
             self.add_module(name, nn.Sequential(*blocks))
             self.stage_names.append(name)
-            self.feature_info.append({"module": name, "num_chs": in_ch, "reduction": reduction})
+            self.feature_info.append(
+                {"module": name, "num_chs": in_ch, "reduction": reduction, "dilation": dilation}
+            )
         self.num_features = in_ch
+        self.output_stride = reduction
         self.out_indices = tuple(out_indices or range(1, len(layers) + 1))
         if any(not 1 <= i <= len(layers) for i in self.out_indices):
             raise ValueError(f"out_indices must be stage numbers in 1..{len(layers)}")
@@ -394,7 +452,8 @@ class ResNet(nn.Module, HubMixin):
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The last stage's feature map, before pooling: ``(N, num_features, H/32, W/32)``."""
+        """The last stage's feature map, before pooling: ``(N, num_features, H/s, W/s)`` with
+        ``s = output_stride`` (32 for the ImageNet stem by default)."""
         x = self.forward_stem(x)
         for stage in self.stages:
             x = stage(x)
@@ -402,7 +461,8 @@ class ResNet(nn.Module, HubMixin):
 
     def forward_intermediates(self, x: Tensor) -> list[Tensor]:
         """Feature maps after each stage listed in ``out_indices`` (strides 4/8/16/32 with the
-        ImageNet stem, 1/2/4(/8) with the small stem), for detection/segmentation necks."""
+        ImageNet stem, 1/2/4(/8) with the small stem, fewer halvings with ``output_stride``:
+        ``feature_info`` has the real ones), for detection/segmentation necks."""
         x = self.forward_stem(x)
         feats: list[Tensor] = []
         last = len(self.stage_names)
@@ -489,6 +549,48 @@ def _check_options(
             raise ValueError(f"{name} must be in [0, 1), got {rate}")
 
 
+def _dilated_stages(
+    n_stages: int,
+    stem: str,
+    output_stride: int | None,
+    replace_stride_with_dilation: Sequence[bool] | None,
+) -> list[bool]:
+    """One flag per strided stage (stages 2..n): replace its stride 2 by dilation.
+
+    ``output_stride`` may be the natural stride, half or a quarter of it (the last one or two
+    stages dilated); anything else, or both spellings at once, is a ``ValueError``.
+    """
+    n_strided = n_stages - 1
+    if output_stride is not None and replace_stride_with_dilation is not None:
+        raise ValueError(
+            "give output_stride or replace_stride_with_dilation, not both "
+            f"(got output_stride={output_stride!r} and "
+            f"replace_stride_with_dilation={replace_stride_with_dilation!r})"
+        )
+    if replace_stride_with_dilation is not None:
+        flags = list(replace_stride_with_dilation)
+        if len(flags) != n_strided or not all(isinstance(f, bool) for f in flags):
+            raise ValueError(
+                f"replace_stride_with_dilation must be {n_strided} bools, one per strided "
+                f"stage (stages 2..{n_stages}) of this {n_stages}-stage network, got "
+                f"{replace_stride_with_dilation!r}"
+            )
+        return flags
+    if output_stride is None:
+        return [False] * n_strided
+    natural = (4 if stem == "imagenet" else 1) * 2**n_strided
+    allowed = [natural // 2**k for k in range(min(2, n_strided) + 1)]
+    if isinstance(output_stride, bool) or output_stride not in allowed:
+        raise ValueError(
+            f"output_stride={output_stride!r} is not available on this network: with the "
+            f"{stem!r} stem and {n_stages} stages its natural output stride is {natural}, and "
+            "dilating the last one or two stages gives half or a quarter of it; choose one of "
+            f"{', '.join(map(str, allowed))} (or None)"
+        )
+    n_dilated = allowed.index(output_stride)
+    return [False] * (n_strided - n_dilated) + [True] * n_dilated
+
+
 def _check_input(x: Tensor, in_chans: int) -> None:
     # Shapes are static under torch.export/compile, so this costs nothing in their graphs.
     # Under torch.jit.trace the sizes are traced values and comparing them only emits a
@@ -501,104 +603,3 @@ def _check_input(x: Tensor, in_chans: int) -> None:
             f"convert the images to {in_chans} channel(s) or build the model with "
             f"in_chans={x.shape[1] if x.dim() == 4 else '...'}"
         )
-
-
-# --------------------------------------------------------------------------------------------
-# Builders: each differs from the others only in data.
-# --------------------------------------------------------------------------------------------
-_IMAGENET = {"input_size": (3, 224, 224), "family": "imagenet"}
-_SMALL = {"input_size": (3, 32, 32), "family": "small"}
-
-
-def _imagenet(layers: Sequence[int], block: BlockType, **defaults: Any) -> Any:
-    def build(**kwargs: Any) -> ResNet:
-        return ResNet(layers, block, **{**defaults, **kwargs})
-
-    return build
-
-
-def _cifar(depth: int, block: BlockType = "basic", **defaults: Any) -> Any:
-    """CIFAR ResNets: 3 stages of 16/32/64 planes, n = (depth - 2) / 6 basic blocks each
-    (or (depth - 2) / 9 bottlenecks)."""
-    per_stage = (depth - 2) // (6 if block == "basic" else 9)
-    base = {
-        "num_classes": 10,
-        "stem": "small",
-        "widths": (16, 32, 64),
-        "shortcut": "A" if block == "basic" else "B",
-    }
-    return _imagenet((per_stage,) * 3, block, **{**base, **defaults})
-
-
-def _wrn(depth: int, k: int) -> Any:
-    """WRN-depth-k: pre-activation basic blocks, (depth - 4) / 6 per stage, widths 16k/32k/64k."""
-    per_stage = (depth - 4) // 6
-    return _imagenet(
-        (per_stage,) * 3,
-        "basic",
-        num_classes=10,
-        stem="small",
-        widths=(16 * k, 32 * k, 64 * k),
-        stem_width=16,
-        preact=True,
-        shortcut="B",
-    )
-
-
-_ARCHS: dict[str, tuple[Any, dict[str, Any], str]] = {
-    # name: (builder, default cfg, paper)
-    "resnet18": (_imagenet((2, 2, 2, 2), "basic"), _IMAGENET, "1512.03385"),
-    "resnet34": (_imagenet((3, 4, 6, 3), "basic"), _IMAGENET, "1512.03385"),
-    "resnet50": (_imagenet((3, 4, 6, 3), "bottleneck"), _IMAGENET, "1512.03385"),
-    "resnet101": (_imagenet((3, 4, 23, 3), "bottleneck"), _IMAGENET, "1512.03385"),
-    "resnet152": (_imagenet((3, 8, 36, 3), "bottleneck"), _IMAGENET, "1512.03385"),
-    "resnext50_32x4d": (
-        _imagenet((3, 4, 6, 3), "bottleneck", groups=32, width_per_group=4),
-        _IMAGENET,
-        "1611.05431",
-    ),
-    "resnext101_32x8d": (
-        _imagenet((3, 4, 23, 3), "bottleneck", groups=32, width_per_group=8),
-        _IMAGENET,
-        "1611.05431",
-    ),
-    "resnext101_64x4d": (
-        _imagenet((3, 4, 23, 3), "bottleneck", groups=64, width_per_group=4),
-        _IMAGENET,
-        "1611.05431",
-    ),
-    "wide_resnet50_2": (
-        _imagenet((3, 4, 6, 3), "bottleneck", width_per_group=128),
-        _IMAGENET,
-        "1605.07146",
-    ),
-    "wide_resnet101_2": (
-        _imagenet((3, 4, 23, 3), "bottleneck", width_per_group=128),
-        _IMAGENET,
-        "1605.07146",
-    ),
-    "preact_resnet18": (_imagenet((2, 2, 2, 2), "basic", preact=True), _IMAGENET, "1603.05027"),
-    "preact_resnet34": (_imagenet((3, 4, 6, 3), "basic", preact=True), _IMAGENET, "1603.05027"),
-    "preact_resnet50": (
-        _imagenet((3, 4, 6, 3), "bottleneck", preact=True),
-        _IMAGENET,
-        "1603.05027",
-    ),
-    "resnet20": (_cifar(20), _SMALL, "1512.03385"),
-    "resnet32": (_cifar(32), _SMALL, "1512.03385"),
-    "resnet44": (_cifar(44), _SMALL, "1512.03385"),
-    "resnet56": (_cifar(56), _SMALL, "1512.03385"),
-    "resnet110": (_cifar(110), _SMALL, "1512.03385"),
-    "resnet1202": (_cifar(1202), _SMALL, "1512.03385"),
-    "preact_resnet20": (_cifar(20, preact=True), _SMALL, "1603.05027"),
-    "preact_resnet110": (_cifar(110, preact=True), _SMALL, "1603.05027"),
-    "preact_resnet164": (_cifar(164, "bottleneck", preact=True), _SMALL, "1603.05027"),
-    "preact_resnet1001": (_cifar(1001, "bottleneck", preact=True), _SMALL, "1603.05027"),
-    "wrn_16_4": (_wrn(16, 4), _SMALL, "1605.07146"),
-    "wrn_16_8": (_wrn(16, 8), _SMALL, "1605.07146"),
-    "wrn_28_10": (_wrn(28, 10), _SMALL, "1605.07146"),
-    "wrn_40_4": (_wrn(40, 4), _SMALL, "1605.07146"),
-}
-
-for _name, (_builder, _cfg, _paper) in _ARCHS.items():
-    register_model(_name, _builder, {**_cfg, "paper": f"https://arxiv.org/abs/{_paper}"})

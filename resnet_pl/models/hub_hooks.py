@@ -1,15 +1,42 @@
-"""``HubMixin``: ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` methods for models.
+"""The two doors from the model layer up to the weights hub, both opened only when called.
 
-Kept free of imports at module level (``resnet_pl.models.resnet`` inherits from it, and importing
-a model must not import ``huggingface_hub`` or ``safetensors``); each method delegates to
-:mod:`resnet_pl.hub.hf`, which documents the folder format and the strict-loading rules.
+``resnet_pl.models`` is the bottom layer: importing it imports no hub, Lightning, ONNX or
+``huggingface_hub`` module. Two conveniences still have to reach the hub from here:
+
+- ``resnet50(pretrained=True)`` (the named builders) loads verified weights;
+- ``ResNet.from_pretrained`` / ``model.save_pretrained`` / ``model.push_to_hub`` (the Hugging
+  Face Hub convention, methods on the model class).
+
+Both import :mod:`resnet_pl.factory` / :mod:`resnet_pl.hub.hf` **inside the call**, and this is
+the only module of the layer that does (a test checks it).
+
+Why a lazy mixin rather than ``huggingface_hub.PyTorchModelHubMixin`` as a base of
+:class:`~resnet_pl.models.ResNet`: that base class runs at class definition (it inspects
+``__init__``, builds model card metadata) and so needs ``huggingface_hub`` imported with the
+model, which the layering forbids. Applying it to a subclass instead would leave the models
+that ``create_model`` and the builders return without the methods, or give two ``ResNet``
+classes. So the methods live here, and :mod:`resnet_pl.hub.hf` implements them with
+``huggingface_hub.ModelHubMixin`` (an adapter class around the model), keeping resnet-pl's
+strict loading and sha256 checks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from torch import nn
+
+T = TypeVar("T", bound="HubMixin")
+
+
+def load_pretrained(arch: str, **kwargs: Any) -> nn.Module:
+    """``create_model(arch, pretrained=True, **kwargs)``: the default weights of ``arch``,
+    sha256-checked, loaded strictly (see :mod:`resnet_pl.hub.pretrained`)."""
+    from resnet_pl.factory import create_model
+
+    return create_model(arch, pretrained=True, **kwargs)
 
 
 class HubMixin:
@@ -35,7 +62,7 @@ class HubMixin:
 
     @classmethod
     def from_pretrained(
-        cls,
+        cls: type[T],
         pretrained_model_name_or_path: str | Path,
         *,
         num_classes: int | None = None,
@@ -43,7 +70,7 @@ class HubMixin:
         revision: str | None = None,
         token: str | bool | None = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> T:
         """Rebuild a model from a ``save_pretrained`` folder or a Hub repo id, verified by the
         sha256 in its ``config.json`` and loaded strictly (see
         :func:`resnet_pl.hub.hf.from_pretrained`)."""
