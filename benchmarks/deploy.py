@@ -59,8 +59,8 @@ class EvalData:
 @cache
 def eval_data(arch: str, samples: int, calibration_samples: int) -> EvalData:
     """The images every row of ``arch`` is scored on (cached: one load per arch and run)."""
+    from resnet_pl.data import preprocess_uint8
     from resnet_pl.deploy.datasets import dataset_available, load_dataset
-    from resnet_pl.deploy.preprocess import preprocess_uint8
 
     cfg = arch_cfg(arch)
     own = cfg.get("dataset") if cfg.get("pretrained") else None

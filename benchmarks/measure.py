@@ -40,14 +40,13 @@ from torch import Tensor, nn
 from benchmarks import dense
 from benchmarks.aggregate import Measurement
 from benchmarks.plan import Case, arch_cfg, forward_flops
+from resnet_pl.data.specs import IMAGENET_MEAN, IMAGENET_STD
 from resnet_pl.factory import create_model
 from resnet_pl.models.registry import count_flops, count_params, split_name
 
 OURS = "resnet_pl"
 TWIN = "torchvision"
 LR = 1e-4  # small, so random-label training stays numerically tame over the timed steps
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Step = Callable[[Tensor, Tensor], None]
 

@@ -176,8 +176,8 @@ def _flops_per_train_image(config: str) -> float | None:
     """Forward FLOPs x 3 (forward + backward) of the config's model at its input size."""
     import yaml
 
+    from resnet_pl.data import SPECS
     from resnet_pl.factory import model_info
-    from resnet_pl.lightning.data import SPECS
 
     cfg = yaml.safe_load((REPO / config).read_text())
     model, data = cfg.get("model", {}), cfg.get("data", {})

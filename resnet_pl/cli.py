@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -16,9 +17,9 @@ from typing import Any
 
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from resnet_pl.errors import ResNetPLError
+from resnet_pl.lightning import runs
 from resnet_pl.lightning.callbacks import PlotCallback, PredictionWriter
 from resnet_pl.lightning.checkpointing import (
     AtomicCheckpointIO,
@@ -75,10 +76,13 @@ class ResNetCLI(LightningCLI):
             "--run_name",
             type=str,
             default="resnet_pl",
-            help="sub-folder of --run_root for this run",
+            help="name of the run: its logs and checkpoints go to ROOT/RUN_NAME/version_N/",
         )
         parser.add_argument(
-            "--run_root", type=str, default="runs", help="where logs and checkpoints go"
+            "--run_root",
+            type=str,
+            default="runs",
+            help="ROOT when --trainer.default_root_dir is not given",
         )
         parser.add_argument(
             "--checkpoint_every_n_steps",
@@ -98,10 +102,44 @@ class ResNetCLI(LightningCLI):
             }
         )
 
-    def _run_config(self) -> tuple[Any, Path]:
-        """This subcommand's configuration and its run folder (``--run_root/--run_name``)."""
+    def _run_config(self) -> tuple[Any, Path, str]:
+        """This subcommand's configuration, its run folder and the option that chose it:
+        ``--trainer.default_root_dir/--run_name`` when a root is given, else
+        ``--run_root/--run_name`` (default ``runs/<run_name>``)."""
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        return cfg, Path(cfg["run_root"]) / cfg["run_name"]
+        root = cfg["trainer"].get("default_root_dir")
+        if root is not None:
+            return cfg, Path(root) / cfg["run_name"], "--trainer.default_root_dir/--run_name"
+        return cfg, Path(cfg["run_root"]) / cfg["run_name"], "--run_root/--run_name"
+
+    def _choose_version(self, cfg: Any, run_dir: Path) -> tuple[Path, int | None]:
+        """The run's version folder, and the step a resumed run continues from (None for a
+        new run). ``fit`` resuming a checkpoint that lives in a version folder (``--ckpt_path
+        last``, or a path ``.../version_N/checkpoints/x.ckpt``) continues in that folder;
+        anything else gets a new one. ``--ckpt_path last`` is resolved here, to the file
+        :func:`~resnet_pl.lightning.runs.latest_last_checkpoint` picks, and the choice is
+        printed."""
+        ckpt = cfg.get("ckpt_path")
+        if runs._is_child_rank() and runs.CKPT_ENV in os.environ:
+            ckpt = cfg["ckpt_path"] = os.environ[runs.CKPT_ENV] or None  # rank 0's choice
+        elif ckpt == "last":
+            found = runs.latest_last_checkpoint(run_dir)
+            if found is None:
+                print(
+                    f"resnet-pl: --ckpt_path last: no last*.ckpt under "
+                    f"{run_dir}/version_*/checkpoints; starting from scratch",
+                    file=sys.stderr,
+                )
+            else:
+                verb = "resuming" if self.subcommand == "fit" else "using"
+                print(f"resnet-pl: --ckpt_path last: {verb} {found}", file=sys.stderr)
+            ckpt = str(found) if found is not None else None
+            cfg["ckpt_path"] = ckpt
+        os.environ[runs.CKPT_ENV] = ckpt or ""
+        version = runs.version_of(Path(ckpt)) if ckpt and "://" not in ckpt else None
+        if self.subcommand == "fit" and version is not None and Path(ckpt).is_file():
+            return runs.use_version(version), _global_step(Path(ckpt))
+        return runs.reserve_version(run_dir), None
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI reads ``--ckpt_path``'s hyperparameters before anything else, always
@@ -129,13 +167,17 @@ class ResNetCLI(LightningCLI):
             raise error from None
 
     def before_instantiate_classes(self) -> None:
-        cfg, run_dir = self._run_config()
-        if cfg["checkpoint"]["dirpath"] is None:
-            cfg["checkpoint"]["dirpath"] = str(run_dir / "checkpoints")
-        if cfg["trainer"].get("default_root_dir") is None:
-            cfg["trainer"]["default_root_dir"] = str(run_dir)
+        cfg, run_dir, option = self._run_config()
         # Fail now, not after an epoch, when logs or checkpoints cannot be written.
-        _check_writable(run_dir, "--run_root/--run_name")
+        _check_writable(run_dir, option)
+        version_dir, self._resume_step = self._choose_version(cfg, run_dir)
+        self._version_dir = version_dir
+        if cfg["checkpoint"]["dirpath"] is None:
+            cfg["checkpoint"]["dirpath"] = str(version_dir / "checkpoints")
+        if cfg["trainer"].get("default_root_dir") is None:
+            # Anything Lightning writes on its own (profiles, tuner files) stays in the run.
+            cfg["trainer"]["default_root_dir"] = str(version_dir)
+        _check_writable(version_dir, option)
         if self.subcommand == "fit":
             _check_writable(Path(cfg["checkpoint"]["dirpath"]), "--checkpoint.dirpath")
         # Checkpoints given by --ckpt_path are read with the restricted unpickler unless the
@@ -158,7 +200,7 @@ class ResNetCLI(LightningCLI):
             raise cause from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        cfg, run_dir = self._run_config()
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
         extra: list[Any] = [LearningRateMonitor(), PlotCallback(), PredictionWriter()]
         if cfg["trainer"].get("enable_progress_bar", True) is not False:
             extra.append(RichProgressBar())
@@ -169,7 +211,7 @@ class ResNetCLI(LightningCLI):
                 extra.append(StepCheckpoint(cfg["checkpoint"]["dirpath"], every))
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": extra}
         if cfg["trainer"].get("logger") in (None, True):
-            kwargs["logger"] = _loggers(run_dir)
+            kwargs["logger"] = runs.run_loggers(self._version_dir, self._resume_step)
         if not cfg["trainer"].get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
@@ -241,23 +283,15 @@ def _check_writable(folder: Path, option: str) -> None:
         ) from None
 
 
-def _loggers(run_dir: Path) -> list[Any]:
-    """CSV + TensorBoard logs in the same ``run_dir/version_N`` folder."""
-    versions = [
-        int(p.name.split("_", 1)[1])
-        for p in run_dir.glob("version_*")
-        if p.name.split("_", 1)[1].isdigit()
-    ]
-    version = max(versions, default=-1) + 1
-    return [
-        CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=version),
-        TensorBoardLogger(
-            save_dir=str(run_dir.parent),
-            name=run_dir.name,
-            version=version,
-            default_hp_metric=False,
-        ),
-    ]
+def _global_step(ckpt: Path) -> int | None:
+    """The optimizer step a checkpoint was saved at (memory-mapped: nothing else is read)."""
+    import torch
+
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+        return int(state.get("global_step", 0))
+    except Exception:  # unreadable here: Lightning's own load reports it properly
+        return None
 
 
 def cli_main(

@@ -36,7 +36,7 @@ def fashion_mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def fashion_mnist_test(fashion_mnist_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The real test split: uint8 images (10000, 1, 28, 28) and int64 labels."""
-    from resnet_pl.lightning.data import load_idx_dataset
+    from resnet_pl.data import load_idx_dataset
 
     return load_idx_dataset("fashion_mnist", "test", fashion_mnist_dir)
 
@@ -44,6 +44,6 @@ def fashion_mnist_test(fashion_mnist_dir: Path) -> tuple[torch.Tensor, torch.Ten
 @pytest.fixture(scope="session")
 def fashion_mnist_train(fashion_mnist_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The real training split: uint8 images (60000, 1, 28, 28) and int64 labels."""
-    from resnet_pl.lightning.data import load_idx_dataset
+    from resnet_pl.data import load_idx_dataset
 
     return load_idx_dataset("fashion_mnist", "train", fashion_mnist_dir)

@@ -21,9 +21,9 @@ from PIL import Image
 from torch import nn
 
 import resnet_pl
+from resnet_pl.data import preprocess_uint8, resolve_data_cfg
 from resnet_pl.deploy import ImageLoadError, eval_transform, load_image, read_metadata
 from resnet_pl.deploy.cli import main
-from resnet_pl.deploy.preprocess import preprocess_uint8, resolve_data_cfg
 from resnet_pl.deploy.sample_images import main as sample_main
 
 FASHION_CLASSES = [
@@ -102,7 +102,7 @@ def image_dir(
     save("gray.png", gray(0), 0)
     save("rgb.png", gray(1).convert("RGB"), 1)
     rgba = gray(2).convert("RGBA")
-    rgba.putalpha(Image.fromarray(np.full((28, 28), 128, np.uint8)))  # alpha is dropped
+    rgba.putalpha(255)  # opaque: lossless (partial alpha is composited, see test_data.py)
     save("rgba.png", rgba, 2)
     pal = Image.fromarray(images[3], "P")
     pal.putpalette([v for i in range(256) for v in (i, i, i)])

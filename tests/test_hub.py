@@ -643,11 +643,13 @@ def fake_checkpoint(tmp_path: Path) -> Path:
     run folder holding metrics.csv and config.yaml like LightningCLI writes."""
     torch.manual_seed(1)
     model = create_model("resnet20", num_classes=10, in_chans=1)
-    run = tmp_path / "run"
+    run = tmp_path / "run" / "version_0"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "version_0").mkdir()
-    (run / "version_0" / "metrics.csv").write_text("epoch,step,val_acc\n0,9,0.1\n1,19,0.2\n")
-    (run / "version_0" / "config.yaml").write_text("model:\n  arch: resnet20\n")
+    (run / "metrics.csv").write_text("epoch,step,val_acc\n0,9,0.1\n1,19,0.2\n")
+    (run / "config.yaml").write_text("model:\n  arch: resnet20\n")
+    # Another run with the same name (version_1), whose files must not be picked up.
+    (tmp_path / "run" / "version_1").mkdir()
+    (tmp_path / "run" / "version_1" / "metrics.csv").write_text("epoch,step,val_acc\n0,9,0.9\n")
     ckpt = {
         "epoch": 1,
         "global_step": 20,

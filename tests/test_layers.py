@@ -2,7 +2,7 @@
 
 Layers, bottom to top (a module may import only from its own layer or below)::
 
-    errors / idx  <-  models  <-  hub  <-  factory  <-  lightning / deploy  <-  cli
+    errors  <-  models / data  <-  hub  <-  factory  <-  lightning / deploy  <-  cli
 
 Checked twice: statically (every ``import`` statement of every module, also the ones inside
 functions) and at run time (what importing a layer puts in ``sys.modules``, in a fresh
@@ -31,7 +31,6 @@ ROOT = PACKAGE.parent
 LAYER_OF_PREFIX = {
     "resnet_pl": 0,
     "resnet_pl.errors": 0,
-    "resnet_pl.idx": 0,
     "resnet_pl.models": 1,
     "resnet_pl.data": 1,
     "resnet_pl.hub": 2,
@@ -44,19 +43,13 @@ LAYER_OF_PREFIX = {
     "resnet_pl.hub.cli": 5,
     "resnet_pl.deploy.cli": 5,
 }
-LAYER_NAMES = ["errors", "models", "hub", "factory", "lightning/deploy", "cli"]
+LAYER_NAMES = ["errors", "models/data", "hub", "factory", "lightning/deploy", "cli"]
 
 # The only imports that go up a layer. Each is inside a function (checked below), so importing
 # the lower module never loads the higher one; each says why it exists.
 ALLOWED_UPWARD = {
     ("resnet_pl.models.hub_hooks", "resnet_pl.factory"): "resnet50(pretrained=True)",
     ("resnet_pl.models.hub_hooks", "resnet_pl.hub.hf"): "ResNet.from_pretrained & co.",
-    # TODO(data): these go once resnet_pl.data holds the dataset specs, loaders, decoder and
-    # eval transform (they then point down a layer, not up).
-    ("resnet_pl.hub", "resnet_pl.deploy.preprocess"): "resnet_pl.transforms",
-    ("resnet_pl.hub.evaluate", "resnet_pl.lightning.data"): "dataset loaders",
-    ("resnet_pl.hub.evaluate", "resnet_pl.deploy.preprocess"): "eval preprocessing",
-    ("resnet_pl.hub.checkpoint", "resnet_pl.lightning.data"): "dataset specs",
 }
 
 
@@ -220,11 +213,16 @@ def test_every_error_derives_from_the_base_and_a_builtin() -> None:
 
 
 def test_merged_duplicates_are_one_object() -> None:
-    from resnet_pl.deploy import datasets as deploy_datasets
+    from resnet_pl import data, errors
     from resnet_pl.deploy import source
     from resnet_pl.hub import checkpoint, evaluate, pretrained
+    from resnet_pl.lightning import errors as lightning_errors
 
-    assert deploy_datasets.DatasetUnavailableError is evaluate.DatasetUnavailableError
+    assert evaluate.DatasetUnavailableError is errors.DatasetUnavailableError
+    # A missing dataset is one kind of unavailable dataset: the hub's handlers catch both.
+    assert issubclass(data.DataNotFoundError, errors.DatasetUnavailableError)
+    assert lightning_errors.DataNotFoundError is data.DataNotFoundError
+    assert lightning_errors.BadDataError is data.BadDataError
     assert source.CheckpointError is checkpoint.CheckpointError is checkpoint.CheckpointFormatError
     assert source.sha256_file is pretrained.sha256_file
     assert resnet_pl.ResNetPLError is ResNetPLError

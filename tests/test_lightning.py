@@ -90,14 +90,14 @@ def test_short_real_run_learns(trained_run: Path) -> None:
     val_acc = [float(r["val_acc"]) for r in rows if r.get("val_acc")]
     # Chance is 10%; 300 steps of a quarter-width ResNet-20 reach about 80% on real data.
     assert val_acc and val_acc[-1] > 0.70, val_acc
-    ckpts = {p.name for p in (trained_run / "checkpoints").iterdir()}
+    ckpts = {p.name for p in (trained_run / "version_0" / "checkpoints").iterdir()}
     assert "last.ckpt" in ckpts and "last_step.ckpt" in ckpts
     assert any(n.startswith("best-") for n in ckpts)
     assert (next(trained_run.glob("version_*")) / "training_curves.png").stat().st_size > 10_000
 
 
 def test_validate_and_test_on_checkpoint(trained_run: Path, fashion_mnist_dir: Path) -> None:
-    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    ckpt = trained_run / "version_0" / "checkpoints" / "last.ckpt"
     common = [
         "--config", "configs/fashion_mnist_resnet20.yaml",
         "--run_root", str(trained_run.parent),
@@ -120,7 +120,7 @@ def test_validate_and_test_on_checkpoint(trained_run: Path, fashion_mnist_dir: P
 
 
 def test_predict_writes_csv(trained_run: Path, fashion_mnist_dir: Path, tmp_path: Path) -> None:
-    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    ckpt = trained_run / "version_0" / "checkpoints" / "last.ckpt"
     cli_main(
         [
             "predict",
@@ -144,7 +144,7 @@ def test_predict_writes_csv(trained_run: Path, fashion_mnist_dir: Path, tmp_path
 
 
 def test_checkpoint_round_trip_weights_only(trained_run: Path) -> None:
-    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    ckpt = trained_run / "version_0" / "checkpoints" / "last.ckpt"
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)  # plain values only
     hp = raw["hyper_parameters"]
     assert hp["arch"] == "resnet20" and hp["num_classes"] == 10 and hp["in_chans"] == 1
@@ -158,7 +158,7 @@ def test_checkpoint_round_trip_weights_only(trained_run: Path) -> None:
 
 
 def test_load_from_checkpoint_new_head_warns(trained_run: Path) -> None:
-    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    ckpt = trained_run / "version_0" / "checkpoints" / "last.ckpt"
     with pytest.warns(UserWarning, match="re-initialised"):
         model = ResNetClassifier.load_from_checkpoint(ckpt, num_classes=5, weights_only=True)
     assert model.model.fc.out_features == 5
@@ -167,7 +167,8 @@ def test_load_from_checkpoint_new_head_warns(trained_run: Path) -> None:
 
 
 def test_resume_from_mid_epoch_checkpoint(trained_run: Path) -> None:
-    raw = torch.load(trained_run / "checkpoints" / "last_step.ckpt", weights_only=True)
+    ckpt = trained_run / "version_0" / "checkpoints" / "last_step.ckpt"
+    raw = torch.load(ckpt, weights_only=True)
     assert raw["global_step"] % 100 == 0 and raw["global_step"] > 0
     assert raw["optimizer_states"] and raw["lr_schedulers"]
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import resnet_pl
+from resnet_pl.data import preprocess_uint8
 from resnet_pl.deploy import (
     CheckpointError,
     ExportError,
@@ -31,7 +32,6 @@ from resnet_pl.deploy import (
 )
 from resnet_pl.deploy import exporters as exporters_module
 from resnet_pl.deploy import onnx_export as onnx_export_module
-from resnet_pl.deploy.preprocess import preprocess_uint8
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -170,7 +170,7 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("reference")
     cli = _fit(root, "ref")
     assert cli.trainer.global_step == STEPS
-    return root / "ref" / "checkpoints"
+    return root / "ref" / "version_0" / "checkpoints"
 
 
 @pytest.mark.timeout(600)
@@ -183,7 +183,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
     stochastic-depth draws continue exactly."""
     killed = _kill_run(tmp_path, "run", step=14)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts = tmp_path / "run" / "version_0" / "checkpoints"  # the killed run's own folder
     mid = _state(ckpts / "last_step.ckpt")
     assert mid["global_step"] == 12 and mid["epoch"] == 1
     assert mid["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches": 2}]
@@ -191,6 +191,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
 
     resumed = _fit(tmp_path, "run", "--ckpt_path", "last")
     assert resumed.trainer.global_step == STEPS
+    assert Path(resumed.trainer.checkpoint_callback.dirpath) == ckpts  # same run, same folder
     _assert_same_training_state(reference_run / "last.ckpt", ckpts / "last.ckpt")
 
 
@@ -234,7 +235,10 @@ def test_sigkill_anywhere_then_resume_matches(
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     resumed = _fit(tmp_path, "run", "--ckpt_path", "last")
     assert resumed.trainer.global_step == STEPS
-    _assert_same_training_state(reference_run / "last.ckpt", tmp_path / "run/checkpoints/last.ckpt")
+    # Resumed in the killed run's folder; killed before any checkpoint (3): a new run.
+    ckpts = Path(resumed.trainer.checkpoint_callback.dirpath)
+    assert ckpts.parent.name == ("version_1" if step == 3 else "version_0")
+    _assert_same_training_state(reference_run / "last.ckpt", ckpts / "last.ckpt")
 
 
 # ---- atomic checkpoint writes ------------------------------------------------------------------
@@ -396,7 +400,7 @@ def test_run_records_seed_for_recipes(reference_run: Path) -> None:
     records the seed, and the shipped Fashion-MNIST config sets one."""
     import yaml
 
-    config = yaml.safe_load(next(reference_run.parent.glob("version_*/config.yaml")).read_text())
+    config = yaml.safe_load((reference_run.parent / "config.yaml").read_text())
     assert config["seed_everything"] == 7
     shipped = yaml.safe_load((REPO / "configs/fashion_mnist_resnet20.yaml").read_text())
     assert shipped["seed_everything"] == 0
@@ -562,7 +566,7 @@ def png_bomb(width: int, height: int) -> bytes:
 @pytest.fixture(scope="module")
 def fmnist_images(fashion_mnist_dir: Path) -> list[Image.Image]:
     """Twelve real Fashion-MNIST test images as 28x28 grayscale PIL images."""
-    from resnet_pl.lightning.data import load_idx_dataset
+    from resnet_pl.data import load_idx_dataset
 
     x, _ = load_idx_dataset("fashion_mnist", "test", fashion_mnist_dir)
     return [Image.fromarray(x[i, 0].numpy()) for i in range(12)]
@@ -650,13 +654,13 @@ def test_odd_modes_convert_to_the_same_pixels(
     alpha composited on black; palette kept), lossy ones to the right size and mode."""
     import numpy as np
 
-    from resnet_pl.lightning.imagefolder import open_image
+    from resnet_pl.data.folder import read_image
 
     src = np.asarray(fmnist_images[0].convert("RGB"))
     for name, data in odd_mode_files(fmnist_images[0]).items():
         path = tmp_path / name
         path.write_bytes(data)
-        out = open_image(path)
+        out = read_image(path, 3)
         assert out.mode == "RGB" and out.size == (28, 28), name
         if name.endswith((".png", ".gif")) and name != "palette_alpha.png":
             assert np.array_equal(np.asarray(out), src), name
@@ -670,7 +674,7 @@ def test_imagefolder_error_policy_names_the_file(
 ) -> None:
     """bad_files='error': setup stops at the bad file (or empty class folder), naming it and
     the way out, before any training."""
-    from resnet_pl.lightning.imagefolder import BadImageError
+    from resnet_pl.data import BadDataError
 
     extra = {} if name == "empty_class" else {name: bad_files(fmnist_images[0])[name]}
     make_folder(tmp_path, fmnist_images, extra)
@@ -679,7 +683,7 @@ def test_imagefolder_error_policy_names_the_file(
     dm = ImageDataModule(
         "imagefolder", data_dir=str(tmp_path), image_size=32, bad_files="error", num_workers=0
     )
-    with pytest.raises(BadImageError, match=rf"{name}.*bad_files skip"):
+    with pytest.raises(BadDataError, match=rf"{name}.*bad_files skip"):
         dm.setup("fit")
 
 
@@ -689,8 +693,8 @@ def test_decompression_bomb_refused_with_bounded_memory(tmp_path: Path, side: in
     it only *warns* below twice that) is refused by the training and the classify loaders
     without decoding it: the peak RSS grows by less than 32 MiB (decoding would take 100-400
     MiB, 3x that as RGB)."""
-    from resnet_pl.deploy.preprocess import ImageLoadError, load_image
-    from resnet_pl.lightning.imagefolder import BadImageError, open_image
+    from resnet_pl.data import ImageLoadError, load_image
+    from resnet_pl.data.folder import read_image
 
     path = tmp_path / "bomb.png"
     path.write_bytes(png_bomb(side, side))
@@ -698,8 +702,8 @@ def test_decompression_bomb_refused_with_bounded_memory(tmp_path: Path, side: in
     if not _peak_rss_reset():
         pytest.skip("needs Linux /proc/self/clear_refs to measure the peak")
     base = _rss_kib()
-    with pytest.raises(BadImageError, match=r"bomb\.png.*DecompressionBomb"):
-        open_image(path)
+    with pytest.raises(ImageLoadError, match=r"bomb\.png.*decompression bomb"):
+        read_image(path, 3)
     with pytest.raises(ImageLoadError, match="decompression bomb"):
         load_image(path, 1)
     assert _peak_rss_kib() - base < 32 * 1024
@@ -1042,9 +1046,9 @@ def image_seeds(fmnist_images: list[Image.Image]) -> list[bytes]:
 
 def _fuzz_images(seeds: list[bytes], n: int, tmp: Path, record: Any) -> None:
     from resnet_pl import create_model
-    from resnet_pl.deploy.preprocess import ImageLoadError, load_image
+    from resnet_pl.data import ImageLoadError, load_image
+    from resnet_pl.data.folder import read_image
     from resnet_pl.deploy.runtime import TorchClassifier
-    from resnet_pl.lightning.imagefolder import BadImageError, open_image
 
     clf = TorchClassifier(create_model("resnet20", widths=[8, 16, 32], in_chans=1))
     stats = FuzzStats("images", record)
@@ -1056,12 +1060,12 @@ def _fuzz_images(seeds: list[bytes], n: int, tmp: Path, record: Any) -> None:
         stats.example()
         path.write_bytes(data)
         try:  # the training loader
-            img = open_image(path)
+            img = read_image(path, 3)
             assert img.mode == "RGB" and img.width * img.height <= Image.MAX_IMAGE_PIXELS
             stats("train:ok")
-        except BadImageError as err:
+        except ImageLoadError as err:
             assert str(path) in str(err)
-            stats("train:BadImageError")
+            stats("train:ImageLoadError")
         try:  # the classify loader
             load_image(path, 1)
             stats("classify:ok")
@@ -1076,8 +1080,8 @@ def _fuzz_images(seeds: list[bytes], n: int, tmp: Path, record: Any) -> None:
 
 @pytest.mark.timeout(900)
 def test_fuzz_image_loaders(image_seeds: list[bytes], tmp_path: Path, record_property: Any) -> None:
-    """Mutated PNG/JPEG/GIF/BMP bytes into the training loader (open_image), the classify
-    loader (load_image) and classify_files: only BadImageError / ImageLoadError / per-file
+    """Mutated PNG/JPEG/GIF/BMP bytes into the training loader (read_image), the classify
+    loader (load_image) and classify_files: only ImageLoadError / per-file
     errors, no hang, peak RSS growth < 1 GiB (Pillow's pixel limit bounds any decode)."""
     _fuzz_images(image_seeds, FUZZ_CASES, tmp_path, record_property)
 

@@ -4,6 +4,14 @@
 imports happen only when it runs.
 """
 
+from resnet_pl.data import (
+    ImageLoadError,
+    convert_mode,
+    eval_transform,
+    load_image,
+    resolve_data_cfg,
+)
+from resnet_pl.data import eval_transform as transforms
 from resnet_pl.deploy.fold import FoldResult, fold_batchnorm
 from resnet_pl.deploy.onnx_export import (
     TOLERANCES,
@@ -14,14 +22,6 @@ from resnet_pl.deploy.onnx_export import (
     ExportVerificationError,
     export_onnx,
     read_metadata,
-)
-from resnet_pl.deploy.preprocess import (
-    ImageLoadError,
-    convert_mode,
-    eval_transform,
-    load_image,
-    resolve_data_cfg,
-    transforms,
 )
 from resnet_pl.deploy.source import CheckpointError, LoadedModel, load_checkpoint, load_model
 

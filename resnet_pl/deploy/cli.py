@@ -19,7 +19,7 @@ import torch
 from jsonargparse import ArgumentParser, Namespace
 
 from resnet_pl.cliutil import accept_dashed, new_parser, parse
-from resnet_pl.deploy.preprocess import IMAGE_SUFFIXES
+from resnet_pl.data import IMAGE_SUFFIXES
 from resnet_pl.errors import ResNetPLError
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (

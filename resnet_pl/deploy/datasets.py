@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from resnet_pl.data import FASHION_MNIST_CLASSES, read_idx
 from resnet_pl.errors import DatasetUnavailableError
-from resnet_pl.idx import FASHION_MNIST_CLASSES, read_idx
 
 __all__ = [
     "FASHION_MNIST_CLASSES",

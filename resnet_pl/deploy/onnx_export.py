@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from resnet_pl.data import resolve_data_cfg
 from resnet_pl.deploy.export_report import (
     CheckResult,
     ExportError,
@@ -57,7 +58,6 @@ from resnet_pl.deploy.exporters import (
 )
 from resnet_pl.deploy.fold import fold_batchnorm as _fold
 from resnet_pl.deploy.precision import convert_fp16, normalize_dtype, quantize_int8
-from resnet_pl.deploy.preprocess import resolve_data_cfg
 from resnet_pl.deploy.real_data import DataLike, RealData, as_real_data, auto_real_data
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model, sha256_file
 from resnet_pl.deploy.verify import TOLERANCES, Tolerance, describe_tolerance, verify_export

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from resnet_pl.data import preprocess_uint8
 from resnet_pl.deploy.datasets import dataset_available, dataset_names, dataset_of, load_dataset
 from resnet_pl.deploy.export_report import ExportOptionError
-from resnet_pl.deploy.preprocess import preprocess_uint8
 
 DataLike = Tensor | np.ndarray | tuple[Any, Any] | Sequence[Tensor] | str
 
@@ -68,7 +68,7 @@ def as_real_data(data: DataLike, cfg: Mapping[str, Any], split: str, n: int, wha
 def _images_from_dir(folder: Path, cfg: Mapping[str, Any], n: int, what: str) -> RealData:
     """Up to ``n`` images found under ``folder`` (sorted, recursive), preprocessed with the
     model's cfg; unreadable files are skipped."""
-    from resnet_pl.deploy.preprocess import (
+    from resnet_pl.data import (
         IMAGE_SUFFIXES,
         ImageLoadError,
         eval_transform,

@@ -2,7 +2,7 @@
 configured from the metadata inside the ``.onnx`` file) and :class:`TorchClassifier` (PyTorch,
 from a registry name, a checkpoint or a module).
 
-Both share the preprocessing (:func:`resnet_pl.deploy.preprocess.eval_transform`) and the
+Both share the preprocessing (:func:`resnet_pl.data.transforms.eval_transform`) and the
 post-processing (softmax, top-k), so they give the same labels for the same files.
 """
 
@@ -20,14 +20,14 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from resnet_pl.deploy.onnx_export import decode_metadata
-from resnet_pl.deploy.preprocess import (
+from resnet_pl.data import (
     ImageLoadError,
     convert_mode,
     eval_transform,
     load_image,
     resolve_data_cfg,
 )
+from resnet_pl.deploy.onnx_export import decode_metadata
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model
 from resnet_pl.models.tta import with_tta
 

@@ -14,11 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from resnet_pl.deploy.datasets import (
-    FASHION_MNIST_CLASSES,
-    DatasetUnavailableError,
-    load_fashion_mnist,
-)
+from resnet_pl.data import FASHION_MNIST_CLASSES, DataNotFoundError, load_fashion_mnist
 
 
 def slug(name: str) -> str:
@@ -57,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         written = write_samples(args.out, args.n, args.split, args.start, args.data_dir)
-    except DatasetUnavailableError as e:
+    except DataNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for path, label in written:

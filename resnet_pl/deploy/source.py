@@ -81,7 +81,7 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     model.eval()
     cfg = _cfg_from_model(model)
     hp = ck.hparams
-    for key in ("class_names", "mean", "std", "input_size", "dataset", "tta"):
+    for key in ("class_names", "mean", "std", "input_size", "crop_pct", "dataset", "tta"):
         if hp.get(key) is not None:
             value = hp[key]
             cfg[key] = list(value) if isinstance(value, tuple | list) else value

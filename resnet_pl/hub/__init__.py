@@ -35,9 +35,9 @@ from resnet_pl.hub.weights import (
 
 def transforms(cfg: Mapping[str, Any]) -> Any:
     """The evaluation transform for a ``pretrained_cfg`` (resize, centre crop, scale, normalise),
-    for PIL images and uint8 tensors. The one implementation lives in
-    :func:`resnet_pl.deploy.preprocess.eval_transform`, shared with ONNX inference."""
-    from resnet_pl.deploy.preprocess import eval_transform
+    for PIL images and uint8 tensors: :func:`resnet_pl.data.transforms.eval_transform`, the one
+    shared by training's evaluation, ONNX inference and ``classify``."""
+    from resnet_pl.data.transforms import eval_transform
 
     return eval_transform(cfg)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -194,11 +195,16 @@ def git_commit(repo: Path | None = None) -> str | None:
 
 
 def find_run_file(ckpt: Path, name: str) -> Path | None:
-    """``name`` (``metrics.csv``, ``config.yaml``) in the newest ``version_N`` folder of the run
-    holding ``ckpt`` (``<run>/checkpoints/x.ckpt`` -> ``<run>/version_N/name``)."""
-    run = ckpt.resolve().parent.parent
-    found = [p for p in run.glob(f"version_*/{name}") if p.parent.name[8:].isdigit()]
-    return max(found, key=lambda p: int(p.parent.name[8:])) if found else None
+    """``name`` (``metrics.csv``, ``config.yaml``) of the run that wrote ``ckpt``: its version
+    folder (``<run>/version_N/checkpoints/x.ckpt`` -> ``<run>/version_N/name``), so another
+    run with the same name is never mixed in. For the older layout with one shared
+    ``<run>/checkpoints/`` folder, the newest ``<run>/version_N/name``."""
+    folder = ckpt.resolve().parent.parent
+    if re.fullmatch(r"version_\d+", folder.name):
+        found = folder / name
+        return found if found.is_file() else None
+    old = [p for p in folder.glob(f"version_*/{name}") if p.parent.name[8:].isdigit()]
+    return max(old, key=lambda p: int(p.parent.name[8:])) if old else None
 
 
 def training_summary(metrics_csv: Path) -> dict[str, Any]:
@@ -274,8 +280,7 @@ def checkpoint_cfg(
     credit: str | None = None,
 ) -> dict[str, Any]:
     """The ``pretrained_cfg`` of a checkpoint's network (metrics and file filled in later)."""
-    # TODO(data): resnet_pl.data will hold the dataset specs; until then they live in lightning.
-    from resnet_pl.lightning.data import SPECS
+    from resnet_pl.data.specs import SPECS, default_crop_pct
 
     hp = ck.hparams
     dataset = hp.get("dataset")
@@ -305,7 +310,9 @@ def checkpoint_cfg(
         "std": tuple(float(v) for v in std),
         "input_size": input_size,
         "interpolation": "bilinear",
-        "crop_pct": 1.0 if max(input_size[1:]) <= 64 else 0.875,
+        # The crop evaluation used (recorded by training since resnet-pl records it), else the
+        # default rule that evaluation applied to older checkpoints.
+        "crop_pct": float(hp.get("crop_pct") or default_crop_pct(*input_size[1:])),
         "num_classes": ck.num_classes,
         "categories": list(categories) if categories else None,
         "dataset": dataset,

@@ -2,8 +2,8 @@
 named dataset split, with the weights' own preprocessing (``pretrained_cfg``), in fp32, eval mode.
 
 Used by ``resnet-pl hub publish`` (to record metrics), ``resnet-pl hub verify`` (to re-measure
-them) and the tests. Small datasets come from :func:`resnet_pl.lightning.data.load_idx_dataset`
-(Fashion-MNIST from ``/usr/share/datasets/fashion-mnist``) or torchvision's folders; ImageNet
+them) and the tests. Small datasets come from :mod:`resnet_pl.data.datasets` (Fashion-MNIST
+from ``/usr/share/datasets/fashion-mnist``) or torchvision's folders; ImageNet
 needs a validation folder laid out as one sub-folder per class (synset names sort into
 torchvision's class order).
 """
@@ -18,11 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from resnet_pl.data.datasets import IDX_DATASETS, TORCHVISION_DATASETS
 from resnet_pl.errors import DatasetUnavailableError
 from resnet_pl.models.tta import with_tta
 
-IDX_DATASETS = ("fashion_mnist", "mnist")
-TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn")
 IMAGENET_NAMES = ("imagenet-1k", "imagenet")
 # Re-measuring the same images can differ only by floating-point noise (other kernels, thread
 # counts): a few images at most. Third-party published numbers used another pipeline.
@@ -35,14 +34,12 @@ def load_eval_images(
     dataset: str, split: str = "test", data_dir: Path | None = None
 ) -> tuple[Tensor, Tensor]:
     """uint8 images ``(N, C, H, W)`` and labels of a small dataset's evaluation split."""
-    if dataset in IDX_DATASETS:
-        from resnet_pl.lightning.data import load_idx_dataset
+    from resnet_pl.data.datasets import load_idx_dataset, load_torchvision_dataset
 
+    if dataset in IDX_DATASETS:
         return load_idx_dataset(dataset, split, data_dir)
     if dataset in TORCHVISION_DATASETS:
-        from resnet_pl.lightning.data import load_torchvision_dataset
-
-        return load_torchvision_dataset(dataset, split, data_dir, download=False)
+        return load_torchvision_dataset(dataset, split, data_dir)
     raise DatasetUnavailableError(f"no loader for dataset {dataset!r} split {split!r}")
 
 
@@ -101,8 +98,8 @@ def measure_small(
     slices: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Top-1/top-5 (%) of ``model`` on the first ``limit`` images (all if None) of a small
-    dataset, preprocessed by :func:`resnet_pl.deploy.preprocess.preprocess_uint8` with ``cfg``."""
-    from resnet_pl.deploy.preprocess import preprocess_uint8
+    dataset, preprocessed by :func:`resnet_pl.data.transforms.preprocess_uint8` with ``cfg``."""
+    from resnet_pl.data.transforms import preprocess_uint8
 
     images, labels = load_eval_images(dataset, split, data_dir)
     if limit is not None:
@@ -153,8 +150,8 @@ def measure_folder(
     batch_size: int = 64,
 ) -> dict[str, Any]:
     """Top-1/top-5 (%) on an ImageNet-style validation folder, each image read with
-    :func:`resnet_pl.deploy.preprocess.load_image` and the cfg's eval transform."""
-    from resnet_pl.deploy.preprocess import eval_transform, load_image
+    :func:`resnet_pl.data.decode.load_image` and the cfg's eval transform."""
+    from resnet_pl.data import eval_transform, load_image
 
     paths, labels, n_classes = imagenet_samples(data_dir, limit)
     expected = int(cfg.get("num_classes") or n_classes)

@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_pl.data.specs import IMAGENET_MEAN, IMAGENET_STD
 from resnet_pl.errors import ResNetPLError
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 EXTRA_WEIGHTS_ENV = "RESNET_PL_EXTRA_WEIGHTS"
 RECORD_FORMAT = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Keys every pretrained_cfg carries (``None`` where not applicable, e.g. no url for a shipped
 # file). Checked when a record is read so that a half-written record fails loudly.

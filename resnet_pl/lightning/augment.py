@@ -6,12 +6,14 @@ Python loop over images: offsets become index grids and one gather does the crop
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.transforms.v2.functional import resize
+
+from resnet_pl.data.transforms import normalize
 
 
 def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = None) -> Tensor:
@@ -69,26 +71,14 @@ def batch_augment(
     random_erasing: float = 0.0,
 ) -> Tensor:
     """uint8 ``(N, C, H, W)`` -> normalised float: resize to ``size`` if needed, then the
-    enabled augmentations. Float input is taken as already normalised and returned as is."""
+    enabled augmentations, normalised exactly as evaluation is
+    (:func:`resnet_pl.data.transforms.normalize`). Float input is taken as already
+    normalised and returned as is."""
     if x.is_floating_point():
         return x
     if x.shape[-2:] != (size, size):
-        x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True)
-        x = x.round().clamp(0, 255).to(torch.uint8)
+        x = resize(x, [size, size], antialias=True)
     x = random_crop(x, crop_padding)
     if hflip:
         x = random_hflip(x)
-    m, s = _norm_tensors(tuple(mean), tuple(std), x.device)
-    x = (x.float() - m) / s
-    return random_erase(x, random_erasing)
-
-
-@functools.lru_cache(maxsize=16)
-def _norm_tensors(
-    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """``(1, C, 1, 1)`` mean and std in uint8 units on ``device``; cached, so the per-batch
-    path neither rebuilds them nor copies them to the device again."""
-    m = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
-    s = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
-    return m, s
+    return random_erase(normalize(x, mean, std), random_erasing)

@@ -12,160 +12,25 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
-from resnet_pl import idx
+from resnet_pl.data import datasets as _datasets
+from resnet_pl.data.errors import DataNotFoundError
+from resnet_pl.data.specs import DATASETS, SPECS, DatasetSpec, default_crop_pct, default_norm
+from resnet_pl.data.transforms import eval_geometry, normalize
 from resnet_pl.lightning.augment import batch_augment
-from resnet_pl.lightning.errors import BadDataError, ConfigError, DataNotFoundError
+from resnet_pl.lightning.errors import ConfigError
 from resnet_pl.lightning.sampling import ResumableDataLoader
 
 log = logging.getLogger(__name__)
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What the module needs to know about a named dataset before reading it."""
-
-    num_classes: int
-    in_chans: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    hflip: bool  # flipping keeps the label (not for digits)
-    class_names: tuple[str, ...]
-
-
-_DIGITS = tuple(str(i) for i in range(10))
-FASHION_CLASSES = idx.FASHION_MNIST_CLASSES
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
-
-SPECS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(10, 1, 28, (0.1307,), (0.3081,), False, _DIGITS),
-    "fashion_mnist": DatasetSpec(10, 1, 28, (0.2860,), (0.3530,), True, FASHION_CLASSES),
-    "cifar10": DatasetSpec(
-        10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True, CIFAR10_CLASSES
-    ),
-    "cifar100": DatasetSpec(
-        100,
-        3,
-        32,
-        (0.5071, 0.4865, 0.4409),
-        (0.2673, 0.2564, 0.2762),
-        True,
-        tuple(f"class_{i}" for i in range(100)),
-    ),
-    "svhn": DatasetSpec(
-        10, 3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), False, _DIGITS
-    ),
-    "fake": DatasetSpec(10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True, _DIGITS),
-}
-DATASETS = (*SPECS, "imagefolder")
-
-
-# --------------------------------------------------------------------------------------------
-# Reading the small datasets into uint8 tensors
-# --------------------------------------------------------------------------------------------
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (MNIST's format), gzipped or not, into a numpy array."""
-    try:
-        return idx.read_idx(path)
-    except idx.IdxFormatError as err:
-        raise BadDataError(str(err)) from None
-
-
-_IDX_STEMS = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-_TV_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
-
-
-def idx_candidates(dataset: str, data_dir: Path | None) -> list[Path]:
-    """Folders that may hold the raw IDX files, in the order they are tried."""
-    dirs: list[Path] = []
-    if data_dir is not None:
-        dirs += [data_dir, data_dir / _TV_FOLDERS[dataset] / "raw", data_dir / dataset]
-    if dataset == "fashion_mnist":
-        dirs.append(DEBIAN_FASHION_MNIST)
-    return dirs
-
-
-def load_idx_dataset(dataset: str, split: str, data_dir: Path | None) -> tuple[Tensor, Tensor]:
-    """Images ``(N, 1, 28, 28)`` uint8 and labels ``(N,)`` int64 of MNIST/Fashion-MNIST."""
-    images_stem, labels_stem = _IDX_STEMS[split]
-    tried = idx_candidates(dataset, data_dir)
-    for folder in tried:
-        for suffix in (".gz", ""):
-            images, labels = folder / (images_stem + suffix), folder / (labels_stem + suffix)
-            if images.is_file() and labels.is_file():
-                x = torch.from_numpy(read_idx(images).copy()).unsqueeze(1)
-                y = torch.from_numpy(read_idx(labels).astype(np.int64))
-                if len(x) != len(y):
-                    raise BadDataError(f"{images} and {labels} hold different numbers of items")
-                return x, y
-    hint = (
-        "install the Debian package (apt-get install dataset-fashion-mnist), "
-        if dataset == "fashion_mnist"
-        else ""
-    )
-    raise DataNotFoundError(
-        f"{dataset} ({split}) not found: looked for {images_stem}[.gz] in "
-        f"{', '.join(str(p) for p in tried) or '(no data_dir given)'}. To get it, {hint}"
-        f"pass --data.download true (needs internet), or point --data.data_dir at a folder "
-        f"with the IDX files."
-    )
-
-
-def load_torchvision_dataset(
-    dataset: str, split: str, data_dir: Path | None, download: bool
-) -> tuple[Tensor, Tensor]:
-    """CIFAR-10/100 and SVHN through torchvision (which downloads only if ``download``)."""
-    from torchvision import datasets
-
-    root = data_dir or Path(os.environ.get("RESNET_PL_DATA", "data"))
-    train = split == "train"
-    try:
-        if dataset == "svhn":
-            ds = datasets.SVHN(str(root), split="train" if train else "test", download=download)
-            x, y = torch.from_numpy(ds.data), torch.as_tensor(ds.labels, dtype=torch.int64)
-        else:
-            cls = datasets.CIFAR10 if dataset == "cifar10" else datasets.CIFAR100
-            ds = cls(str(root), train=train, download=download)
-            x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-            y = torch.as_tensor(ds.targets, dtype=torch.int64)
-    except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
-        raise DataNotFoundError(
-            f"{dataset} ({split}) not found under {root}: {err} Pass --data.download true "
-            f"(needs internet) or --data.data_dir pointing at torchvision's layout."
-        ) from None
-    return x, y
-
-
-def make_fake_dataset(
-    n: int, spec: DatasetSpec, image_size: int, seed: int
-) -> tuple[Tensor, Tensor]:
-    """Synthetic uint8 images with a learnable signal: each class has its own mean brightness
-    pattern, so a model can beat chance and tests can check learning, not just running."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, spec.num_classes, (n,), generator=g)
-    base = torch.rand(spec.num_classes, spec.in_chans, image_size, image_size, generator=g)
-    noise = torch.rand(n, spec.in_chans, image_size, image_size, generator=g)
-    x = (0.6 * base[y] + 0.4 * noise) * 255
-    return x.to(torch.uint8), y
+__all__ = ["DataNotFoundError", "ImageDataModule", "TensorImageDataset"]
 
 
 class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
@@ -191,16 +56,14 @@ class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
         return TensorImageDataset(self.images[:n], self.labels[:n])
 
 
-def _check_norm(dataset: str, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+def _check_norm(chans: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
     """Normalisation overrides: one value per channel, positive standard deviations."""
-    chans = SPECS[dataset].in_chans if dataset in SPECS else None
     for name, values in (("norm_mean", mean), ("norm_std", std)):
         if values is None:
             continue
-        if chans is not None and len(values) != chans:
+        if len(values) != chans:
             raise ConfigError(
-                f"{name} needs {chans} value(s) for {dataset} ({chans}-channel images), "
-                f"got {list(values)}"
+                f"{name} needs {chans} value(s) ({chans}-channel images), got {list(values)}"
             )
         if not all(math.isfinite(v) for v in values):
             raise ConfigError(f"{name} values must be finite, got {list(values)}")
@@ -234,6 +97,12 @@ class ImageDataModule(L.LightningDataModule):
         seed: seed of the validation split and of ``fake`` data.
         image_size: side the model sees; defaults to the dataset's own (28 for MNIST-likes,
             32 for CIFAR/SVHN, 224 for ``imagefolder``).
+        crop_pct: evaluation images are resized (shorter side) to ``floor(image_size /
+            crop_pct)`` and centre-cropped to ``image_size``, as ``classify`` and exported
+            models do; default 1.0 up to 64 px, 0.875 above. The model records it in its
+            checkpoint.
+        in_chans: ``imagefolder`` only: 3 (RGB, default) or 1 (grayscale); other datasets
+            have their own.
         augment: ``"standard"`` (random crop with padding + flip where labels allow) or
             ``"none"``.
         crop_padding: padding of the random crop for in-memory data (pixels).
@@ -269,6 +138,8 @@ class ImageDataModule(L.LightningDataModule):
         test_subset: int | None = None,
         bad_files: Literal["skip", "error"] = "skip",
         fake_size: int = 1024,
+        crop_pct: float | None = None,
+        in_chans: int | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -302,15 +173,35 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
         if crop_padding < 0:
             raise ConfigError(f"crop_padding must be >= 0, got {crop_padding}")
-        _check_norm(dataset, norm_mean, norm_std)
+        if crop_pct is not None and not 0.0 < crop_pct <= 1.0:
+            raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        if in_chans is not None:
+            native = SPECS[dataset].in_chans if dataset in SPECS else None
+            if native is not None and in_chans != native:
+                raise ConfigError(f"{dataset} has {native}-channel images; in_chans {in_chans}")
+            if in_chans not in (1, 3):
+                raise ConfigError(f"in_chans must be 1 or 3 for imagefolder, got {in_chans}")
+        _check_norm(
+            SPECS[dataset].in_chans if dataset in SPECS else in_chans or 3, norm_mean, norm_std
+        )
         if dataset == "imagefolder" and data_dir is None:
             raise ConfigError("dataset 'imagefolder' needs data_dir (a folder with train/ inside)")
         self.save_hyperparameters()
+        # Resolved now: the model records the same keys (linked or copied from here), and
+        # Lightning requires shared keys to agree.
+        size = image_size or (SPECS[dataset].image_size if dataset in SPECS else 224)
+        resolved = {
+            "in_chans": SPECS[dataset].in_chans if dataset in SPECS else in_chans or 3,
+            "crop_pct": crop_pct or default_crop_pct(size),
+        }
+        self.hparams.update(resolved)
+        self._hparams_initial.update(resolved)  # type: ignore[union-attr]
         self.dataset = dataset
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self._folder_info: dict[str, Any] | None = None
+        self._geometry: Any = None
         self.train_set: Dataset[Any] | None = None
         self.val_set: Dataset[Any] | None = None
         self.test_set: Dataset[Any] | None = None
@@ -321,8 +212,10 @@ class ImageDataModule(L.LightningDataModule):
         if self.dataset != "imagefolder":
             return SPECS[self.dataset]
         info = self._scan_folder()
+        chans = self.hparams["in_chans"]
+        mean, std = default_norm(chans)
         return DatasetSpec(
-            len(info["classes"]), 3, 224, IMAGENET_MEAN, IMAGENET_STD, True, tuple(info["classes"])
+            len(info["classes"]), chans, 224, mean, std, True, tuple(info["classes"])
         )
 
     @property
@@ -353,9 +246,26 @@ class ImageDataModule(L.LightningDataModule):
     def input_size(self) -> tuple[int, int, int]:
         return (self.in_chans, self.image_size, self.image_size)
 
+    @property
+    def crop_pct(self) -> float:
+        """The evaluation crop (see the class docstring); recorded by the model."""
+        return float(self.hparams["crop_pct"])
+
+    @property
+    def data_cfg(self) -> dict[str, Any]:
+        """The preprocessing config of evaluation, in the form ``classify``, exports and the
+        weights hub read (:func:`resnet_pl.data.transforms.resolve_data_cfg`)."""
+        return {
+            "input_size": self.input_size,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": "bilinear",
+            "crop_pct": self.crop_pct,
+        }
+
     def _scan_folder(self) -> dict[str, Any]:
         if self._folder_info is None:
-            from resnet_pl.lightning.imagefolder import scan_image_folder
+            from resnet_pl.data.folder import scan_image_folder
 
             assert self.data_dir is not None
             self._folder_info = scan_image_folder(self.data_dir)
@@ -363,12 +273,17 @@ class ImageDataModule(L.LightningDataModule):
 
     # ---- Lightning hooks ------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Download once per node when asked; otherwise only check the files are there."""
-        if self.dataset in ("cifar10", "cifar100", "svhn"):
-            for split in ("train", "test"):
-                load_torchvision_dataset(
-                    self.dataset, split, self.data_dir, self.hparams["download"]
-                )
+        """Download once per node (Lightning calls this on one process only), when asked;
+        ``setup`` then only reads files."""
+        if self.hparams["download"] and self.dataset not in ("fake", "imagefolder"):
+            _datasets.download(self.dataset, self._root)
+
+    @property
+    def _root(self) -> Path | None:
+        """``data_dir``, or where :meth:`prepare_data` downloads when none is given."""
+        if self.data_dir is None and self.hparams["download"]:
+            return _datasets.default_root()
+        return self.data_dir
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset == "imagefolder":
@@ -387,10 +302,8 @@ class ImageDataModule(L.LightningDataModule):
             self.test_set = TensorImageDataset(*self._load("test"))
 
     def _load(self, split: str) -> tuple[Tensor, Tensor]:
-        if self.dataset in ("mnist", "fashion_mnist"):
-            if self.hparams["download"]:
-                self._download_idx()
-            return load_idx_dataset(self.dataset, split, self.data_dir)
+        if self.dataset in _datasets.IDX_DATASETS:
+            return _datasets.load_idx_dataset(self.dataset, split, self._root)
         if self.dataset == "fake":
             n = (
                 self.hparams["fake_size"]
@@ -398,26 +311,16 @@ class ImageDataModule(L.LightningDataModule):
                 else max(self.hparams["fake_size"] // 4, 1)
             )
             seed = self.hparams["seed"] + (0 if split == "train" else 1)
-            return make_fake_dataset(n, self.spec, self.image_size, seed)
-        return load_torchvision_dataset(self.dataset, split, self.data_dir, False)
-
-    def _download_idx(self) -> None:
-        from torchvision import datasets
-
-        root = str(self.data_dir or Path("data"))
-        cls = datasets.MNIST if self.dataset == "mnist" else datasets.FashionMNIST
-        for train in (True, False):
-            cls(root, train=train, download=True)
-        if self.data_dir is None:
-            self.data_dir = Path(root)
+            return _datasets.make_fake_dataset(n, self.spec, self.image_size, seed)
+        return _datasets.load_torchvision_dataset(self.dataset, split, self._root)
 
     def _setup_folder(self) -> None:
-        from resnet_pl.lightning.imagefolder import build_folder_datasets
+        from resnet_pl.data.folder import build_folder_datasets
 
         if self.train_set is None:
             sets = build_folder_datasets(
                 self._scan_folder(),
-                image_size=self.image_size,
+                cfg=self.data_cfg,
                 augment=self.hparams["augment"] == "standard",
                 val_fraction=self.hparams["val_fraction"],
                 seed=self.hparams["seed"],
@@ -490,23 +393,47 @@ class ImageDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Augment (training only) and normalise a uint8 batch on its device."""
-        x, y = batch
+        """uint8 images to the model's float input, on their device: augmented and normalised
+        in training; in evaluation the second half of the one eval transform
+        (:func:`resnet_pl.data.transforms.normalize`, after its geometry where the images are
+        not the model's size yet), so validation, test and predict see exactly the tensors
+        ``classify`` and exported models are fed. A bare tensor or a 1-tuple (no labels, as in
+        Lightning's ``to_onnx(path, sample)``) keeps its form; float input is taken as
+        already preprocessed."""
+        if isinstance(batch, Tensor):
+            return self._to_model_input(batch)
+        if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
+            return type(batch)([self._to_model_input(batch[0]), *batch[1:]])
+        return batch
+
+    def _to_model_input(self, x: Tensor) -> Tensor:
+        if x.is_floating_point():
+            return x
         training = self.trainer is not None and self.trainer.training
+        if not training:
+            # imagefolder images got the geometry in the loader workers already.
+            if self.dataset != "imagefolder" and (
+                x.shape[-2:] != (self.image_size, self.image_size) or self.crop_pct != 1.0
+            ):
+                x = self._eval_geometry(x).as_subclass(Tensor)
+            return normalize(x, self.mean, self.std)
         # imagefolder images are cropped and flipped per image in the workers already.
-        augment = (
-            training and self.hparams["augment"] == "standard" and self.dataset != "imagefolder"
-        )
-        x = batch_augment(
+        augment = self.hparams["augment"] == "standard" and self.dataset != "imagefolder"
+        return batch_augment(
             x,
             size=self.image_size,
             mean=self.mean,
             std=self.std,
             crop_padding=self.hparams["crop_padding"] if augment else 0,
             hflip=augment and self._hflip,
-            random_erasing=self.hparams["random_erasing"] if training else 0.0,
+            random_erasing=self.hparams["random_erasing"],
         )
-        return x, y
+
+    @property
+    def _eval_geometry(self) -> Any:
+        if self._geometry is None:
+            self._geometry = eval_geometry(self.data_cfg)
+        return self._geometry
 
     @property
     def _hflip(self) -> bool:

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import pickle
 
+# Defined with the data layer (which must not import this package); re-exported here.
+from resnet_pl.data.errors import BadDataError as BadDataError
+from resnet_pl.data.errors import DataNotFoundError as DataNotFoundError
 from resnet_pl.errors import ResNetPLError
 
 
 class ConfigError(ResNetPLError, ValueError):
     """A bad option (name, value, or output folder), found before any training step runs."""
-
-
-class DataNotFoundError(ResNetPLError, FileNotFoundError):
-    """A dataset's files are missing; the message names the paths tried and how to get them."""
-
-
-class BadDataError(ResNetPLError, ValueError):
-    """Data files that exist but cannot be used (corrupt, truncated, inconsistent); the
-    message names the file."""
 
 
 class NonFiniteLossError(ResNetPLError, FloatingPointError):

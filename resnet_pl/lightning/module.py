@@ -92,9 +92,9 @@ class ResNetClassifier(L.LightningModule):
             initialisation; :func:`resnet_pl.models.init.whiten_conv_`).
         compile: ``torch.compile`` the network (``nn.Module.compile``, so checkpoint keys do
             not change); its compile time is part of the first steps.
-        class_names, mean, std, input_size, dataset: what the model was trained on; filled from
-            the datamodule when not given, saved in checkpoints so exports and ``classify``
-            know how to pre-process and label.
+        class_names, mean, std, input_size, crop_pct, dataset: what the model was trained on;
+            filled from the datamodule when not given, saved in checkpoints so exports and
+            ``classify`` pre-process and label as evaluation did.
     """
 
     def __init__(
@@ -133,6 +133,7 @@ class ResNetClassifier(L.LightningModule):
         std: Sequence[float] | None = None,
         input_size: Sequence[int] | None = None,
         dataset: str | None = None,
+        crop_pct: float | None = None,
     ) -> None:
         super().__init__()
         _check_hparams(optimizer, lr, weight_decay, scheduler, num_classes, in_chans,
@@ -373,7 +374,7 @@ class ResNetClassifier(L.LightningModule):
             # Runs before Lightning restores a checkpoint, so a resumed run still gets its
             # saved weights; the whitening itself uses no random numbers.
             self._whiten_from_data(dm)
-        for key in ("class_names", "mean", "std", "input_size", "dataset"):
+        for key in ("class_names", "mean", "std", "input_size", "crop_pct", "dataset"):
             if self.hparams.get(key) is None and getattr(dm, key, None) is not None:
                 value = getattr(dm, key)
                 value = list(value) if isinstance(value, tuple | list) else value

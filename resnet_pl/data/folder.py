@@ -5,86 +5,30 @@ Bad-file policy (``bad_files``):
   ``Image.MAX_IMAGE_PIXELS``) and empty class folders are left out; the count and the file list
   go to the log as one warning (and to ``info["skipped_files"]``). An empty *training* class
   folder is not a class at all (it would be an output the model can never learn).
-- ``"error"``: the first such file or folder stops setup with :class:`BadImageError` naming it.
+- ``"error"``: the first such file or folder stops setup with an error naming it.
 Files whose extension is not an image's are ignored (and counted in the log). Every image is
 decoded once during setup, so a bad file is found before training starts, not hours into it.
-Unusual modes are converted, not refused: CMYK, palette, RGBA/LA/PA (alpha composited on
-black), 16-bit and 32-bit integer, float.
+Images are decoded by :func:`resnet_pl.data.decode.load_image` (EXIF orientation, alpha on
+black, 16-bit scaled, CMYK via ICC) and evaluation images get
+:func:`resnet_pl.data.transforms.eval_geometry`: the same pixels ``classify`` feeds the model.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from resnet_pl.lightning.errors import BadDataError, DataNotFoundError
+from resnet_pl.data.decode import IMAGE_SUFFIXES, load_image
+from resnet_pl.data.errors import BadDataError, DataNotFoundError, ImageLoadError
+from resnet_pl.data.transforms import eval_geometry
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = {
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".gif",
-    ".webp",
-    ".tif",
-    ".tiff",
-    ".ppm",
-    ".pgm",
-}
-
-
-class BadImageError(BadDataError):
-    """An image file that cannot be used; the message names the file and the reason."""
-
-
-def open_image(path: Path, mode: str = "RGB") -> Image.Image:
-    """Decode ``path`` fully and convert it to ``mode``; any failure (unreadable, truncated,
-    over Pillow's pixel limit, odd modes Pillow cannot convert) becomes :class:`BadImageError`.
-
-    Modes: CMYK, RGBA (alpha dropped), palette, 16-bit (``I;16``/``I``) and ``LA`` all convert.
-    16-bit images are scaled to 8 bits rather than clipped.
-    """
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its pixel limit: treat that as a bomb too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    import numpy as np
-
-                    arr = np.asarray(img, dtype=np.float32)
-                    peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-                    img = Image.fromarray((arr / peak * 255).round().astype("uint8"), mode="L")
-                elif img.mode == "F":
-                    img = img.convert("L")
-                if img.mode in ("RGBA", "LA", "PA") or (
-                    img.mode == "P" and "transparency" in img.info
-                ):
-                    img = img.convert("RGBA")
-                    background = Image.new("RGBA", img.size, (0, 0, 0, 255))
-                    img = Image.alpha_composite(background, img)
-                return img.convert(mode)
-    except (
-        OSError,
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-        ValueError,
-        EOFError,
-        SyntaxError,  # raised by some Pillow plugins on malformed headers
-    ) as err:
-        reason = type(err).__name__ + (f": {err}" if str(err) else "")
-        raise BadImageError(f"cannot read image {path}: {reason}") from None
 
 
 def _list_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
@@ -95,7 +39,7 @@ def _list_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
         for f in sorted(class_dir.rglob("*")):
             if not f.is_file():
                 continue
-            if f.suffix.lower() in IMAGE_EXTENSIONS:
+            if f.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(f)
             else:
                 ignored += 1
@@ -127,7 +71,7 @@ def scan_image_folder(root: Path) -> dict[str, Any]:
     if not classes:
         raise DataNotFoundError(
             f"{train_dir} holds no class folders with images; expected "
-            f"{train_dir}/<class>/<images> with extensions {sorted(IMAGE_EXTENSIONS)}"
+            f"{train_dir}/<class>/<images> with extensions {sorted(IMAGE_SUFFIXES)}"
         )
     if ignored:
         log.info("ignored %d non-image files under %s", ignored, root)
@@ -140,31 +84,44 @@ def scan_image_folder(root: Path) -> dict[str, Any]:
     }
 
 
+def read_image(path: Path, in_chans: int) -> Any:
+    """:func:`load_image` with the file named in the error (a loader has no other way to say
+    which of thousands of files failed)."""
+    try:
+        return load_image(path, in_chans)
+    except ImageLoadError as err:
+        raise ImageLoadError(f"cannot read image {path}: {err}") from None
+
+
 class ImageFileDataset(Dataset[tuple[Tensor, int]]):
     """Decoded on access (in loader workers); yields uint8 ``(C, H, W)`` tensors."""
 
-    def __init__(self, samples: list[tuple[Path, int]], transform: Any) -> None:
+    def __init__(
+        self, samples: list[tuple[Path, int]], transform: Callable[[Any], Tensor], in_chans: int
+    ) -> None:
         self.samples = samples
         self.transform = transform
+        self.in_chans = in_chans
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         path, label = self.samples[i]
-        return self.transform(open_image(path)), label
+        x = self.transform(read_image(path, self.in_chans))
+        return x.as_subclass(Tensor), label
 
 
 def _check_files(
-    files: list[tuple[Path, int]], bad_files: str, skipped: list[str]
+    files: list[tuple[Path, int]], bad_files: str, skipped: list[str], in_chans: int
 ) -> list[tuple[Path, int]]:
     good = []
     for path, label in files:
         try:
-            open_image(path)
-        except BadImageError as err:
+            read_image(path, in_chans)
+        except ImageLoadError as err:
             if bad_files == "error":
-                raise BadImageError(
+                raise ImageLoadError(
                     f"{err}. Remove or fix it, or use --data.bad_files skip to leave such "
                     f"files out."
                 ) from None
@@ -177,20 +134,22 @@ def _check_files(
 def build_folder_datasets(
     info: dict[str, Any],
     *,
-    image_size: int,
+    cfg: Mapping[str, Any],
     augment: bool,
     val_fraction: float,
     seed: int,
     bad_files: str,
 ) -> tuple[Dataset[Any], Dataset[Any] | None, Dataset[Any] | None]:
-    """Train/val/test datasets; every file is decoded once here so bad ones are found before
-    training starts, not hours into it."""
+    """Train/val/test datasets of uint8 images for the preprocessing config ``cfg``
+    (``input_size``, ``crop_pct``, ``interpolation``: see :mod:`resnet_pl.data.transforms`).
+    Every file is decoded once here so bad ones are found before training starts."""
     from torchvision.transforms import v2
 
     classes: list[str] = info["classes"]
     empty_train: list[str] = info.get("empty_classes", [])
     index = {c: i for i, c in enumerate(classes)}
     skipped: list[str] = []
+    in_chans, image_size, _ = (int(v) for v in cfg["input_size"])
 
     def samples(split: str) -> list[tuple[Path, int]]:
         per_class = info["splits"].get(split)
@@ -201,7 +160,7 @@ def build_folder_datasets(
             if split == "train" and cls in empty_train:
                 message = f"class folder {info['root']}/train/{cls} is empty"
                 if bad_files == "error":
-                    raise BadImageError(
+                    raise BadDataError(
                         f"{message}; add images or remove the folder (or use "
                         f"--data.bad_files skip to leave it out)"
                     )
@@ -221,10 +180,10 @@ def build_folder_datasets(
             if not files:
                 message = f"class folder {info['root']}/{split}/{cls} is empty"
                 if bad_files == "error":
-                    raise BadImageError(message)
+                    raise BadDataError(message)
                 skipped.append(message)
             out += [(f, index[cls]) for f in files]
-        return _check_files(out, bad_files, skipped)
+        return _check_files(out, bad_files, skipped, in_chans)
 
     train = samples("train")
     val = samples("val")
@@ -248,22 +207,20 @@ def build_folder_datasets(
         )
     info["skipped_files"] = skipped
 
-    to_tensor = [v2.PILToTensor()]
-    resize = round(image_size / 0.875)
-    eval_tf = v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(image_size), *to_tensor])
+    eval_tf = eval_geometry(cfg)
     train_tf = (
         v2.Compose(
             [
+                v2.ToImage(),
                 v2.RandomResizedCrop(image_size, antialias=True),
                 v2.RandomHorizontalFlip(),
-                *to_tensor,
             ]
         )
         if augment
         else eval_tf
     )
     return (
-        ImageFileDataset(train, train_tf),
-        ImageFileDataset(val, eval_tf) if val else None,
-        ImageFileDataset(test, eval_tf) if test else None,
+        ImageFileDataset(train, train_tf, in_chans),
+        ImageFileDataset(val, eval_tf, in_chans) if val else None,
+        ImageFileDataset(test, eval_tf, in_chans) if test else None,
     )
