@@ -46,6 +46,7 @@ from resnet_pl.deploy.fold import fold_batchnorm as _fold
 from resnet_pl.deploy.preprocess import preprocess_uint8, resolve_data_cfg
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model, sha256_file
 from resnet_pl.errors import ResNetPLError
+from resnet_pl.fileio import as_write_error, fsync_dir, make_dirs
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
 DataLike = Tensor | np.ndarray | tuple[Any, Any] | Sequence[Tensor] | str
@@ -426,6 +427,11 @@ def _export_checked(
             raise ExportError(message + "; try exporter='torchscript' or another opset")
         notes.append(message + f"; fell back to {order[i + 1]}")
     raise AssertionError("unreachable")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def _rename_dims(model: Any, dyn_batch: bool, dyn_hw: bool) -> None:
@@ -900,75 +906,88 @@ def export_onnx(
                 f"(> {fold_tol:.1e}); export with fold_batchnorm=False and report this model"
             )
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".resnet_pl_export_", dir=path.parent) as tmp:
-        fp32_path = Path(tmp) / "fp32.onnx"
-        # 2. Export + immediate ONNX Runtime parity check (with dynamo -> TorchScript fallback).
-        used, notes, seconds = _export_checked(
-            to_export, example, fp32_path, opset, exporter, dynamic_batch, dynamic_hw
-        )
-        report.exporter, report.export_seconds = used, seconds
-        report.notes += notes
-
-        def meta_for(kind: str) -> dict[str, Any]:
-            return {
-                **meta_base,
-                "exporter": used,
-                "opset": opset,
-                "dtype": kind,
-                "input_name": INPUT_NAME,
-                "output_name": OUTPUT_NAME,
-                "input_size": list(shape),
-                "mean": list(cfg["mean"]),
-                "std": list(cfg["std"]),
-                "interpolation": cfg["interpolation"],
-                "crop_pct": cfg["crop_pct"],
-                "dynamic_batch": dynamic_batch,
-                "dynamic_hw": dynamic_hw,
-                "batchnorm_folded": report.bn_folded,
-                **dict(metadata or {}),
-            }
-
-        report.bn_remaining = _finalize(fp32_path, meta_for("fp32"), dynamic_batch, dynamic_hw)
-
-        # 3. Reduced precision.
-        final_path = fp32_path
-        if dtype == "fp16":
-            final_path = Path(tmp) / "fp16.onnx"
-            report.converter = _convert_fp16(fp32_path, final_path)
-        elif dtype == "int8":
-            assert calib is not None
-            final_path = Path(tmp) / "int8.onnx"
-            batches = [calib.x[i : i + 32].numpy() for i in range(0, len(calib.x), 32)]
-            report.converter = _quantize_int8(fp32_path, final_path, batches)
-        if final_path != fp32_path:
-            report.bn_remaining = _finalize(final_path, meta_for(dtype), dynamic_batch, dynamic_hw)
-
-        # 4. Verification against the original (unfolded) PyTorch model.
-        if verify:
-            _verify(
-                report,
-                reference,
-                final_path,
-                fp32_path,
-                shape,
-                fixed_batch,
-                real,
-                g,
-                benchmark_runs,
+    # Everything is written inside a temporary folder beside the output and renamed over it at
+    # the end: an error, a full disk or Ctrl-C leaves any previous file at `path` as it was.
+    # A disk problem is reported as such (WriteError naming `path`), not as an exporter fault.
+    try:
+        make_dirs(path.parent)
+        with tempfile.TemporaryDirectory(prefix=".resnet_pl_export_", dir=path.parent) as tmp:
+            fp32_path = Path(tmp) / "fp32.onnx"
+            # 2. Export + immediate ONNX Runtime parity check (with dynamo -> TorchScript fallback).
+            used, notes, seconds = _export_checked(
+                to_export, example, fp32_path, opset, exporter, dynamic_batch, dynamic_hw
             )
-        report.metadata = decode_metadata(encode_metadata(meta_for(dtype)))
-        if report.verified and not report.passed:
-            report.total_seconds = time.perf_counter() - start_total
-            failed = [c.name for c in report.checks if c.gated and not c.passed]
-            failed += ["accuracy"] if report.accuracy_failed else []
-            raise ExportVerificationError(
-                f"ONNX export of {report.arch} ({dtype}) does not match PyTorch "
-                f"(failed: {', '.join(failed)}); nothing written to {path}.\n"
-                f"{_describe_tolerance(dtype)}\n{report.table()}",
-                report,
-            )
-        os.replace(final_path, path)
+            report.exporter, report.export_seconds = used, seconds
+            report.notes += notes
+
+            def meta_for(kind: str) -> dict[str, Any]:
+                return {
+                    **meta_base,
+                    "exporter": used,
+                    "opset": opset,
+                    "dtype": kind,
+                    "input_name": INPUT_NAME,
+                    "output_name": OUTPUT_NAME,
+                    "input_size": list(shape),
+                    "mean": list(cfg["mean"]),
+                    "std": list(cfg["std"]),
+                    "interpolation": cfg["interpolation"],
+                    "crop_pct": cfg["crop_pct"],
+                    "dynamic_batch": dynamic_batch,
+                    "dynamic_hw": dynamic_hw,
+                    "batchnorm_folded": report.bn_folded,
+                    **dict(metadata or {}),
+                }
+
+            report.bn_remaining = _finalize(fp32_path, meta_for("fp32"), dynamic_batch, dynamic_hw)
+
+            # 3. Reduced precision.
+            final_path = fp32_path
+            if dtype == "fp16":
+                final_path = Path(tmp) / "fp16.onnx"
+                report.converter = _convert_fp16(fp32_path, final_path)
+            elif dtype == "int8":
+                assert calib is not None
+                final_path = Path(tmp) / "int8.onnx"
+                batches = [calib.x[i : i + 32].numpy() for i in range(0, len(calib.x), 32)]
+                report.converter = _quantize_int8(fp32_path, final_path, batches)
+            if final_path != fp32_path:
+                report.bn_remaining = _finalize(
+                    final_path, meta_for(dtype), dynamic_batch, dynamic_hw
+                )
+
+            # 4. Verification against the original (unfolded) PyTorch model.
+            if verify:
+                _verify(
+                    report,
+                    reference,
+                    final_path,
+                    fp32_path,
+                    shape,
+                    fixed_batch,
+                    real,
+                    g,
+                    benchmark_runs,
+                )
+            report.metadata = decode_metadata(encode_metadata(meta_for(dtype)))
+            if report.verified and not report.passed:
+                report.total_seconds = time.perf_counter() - start_total
+                failed = [c.name for c in report.checks if c.gated and not c.passed]
+                failed += ["accuracy"] if report.accuracy_failed else []
+                raise ExportVerificationError(
+                    f"ONNX export of {report.arch} ({dtype}) does not match PyTorch "
+                    f"(failed: {', '.join(failed)}); nothing written to {path}.\n"
+                    f"{_describe_tolerance(dtype)}\n{report.table()}",
+                    report,
+                )
+            _fsync(final_path)  # the rename must not overtake the data on a crash
+            os.replace(final_path, path)
+    except Exception as err:
+        write_error = as_write_error(path, err)
+        if write_error is None:
+            raise
+        raise write_error from err
+    fsync_dir(path.parent)
     report.file_size = path.stat().st_size
     report.sha256 = sha256_file(path)
     report.total_seconds = time.perf_counter() - start_total
