@@ -36,7 +36,7 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
 from torch import Tensor, nn
 
-from resnet_pl.fileio import as_write_error, atomic_paths, make_dirs, write_with
+from resnet_pl.fileio import WriteError, as_write_error, atomic_paths, make_dirs, write_with
 from resnet_pl.hub.pretrained import (
     check_safetensors,
     load_into,
@@ -378,6 +378,9 @@ def save_pretrained(
             error = as_write_error(folder, err, _WRITE_HINT)
             if error is None:
                 raise
+            if stage in error.path.parents:  # name the file the user asked for, not the stage
+                cause = OSError(error.errno, error.strerror)
+                error = WriteError(folder / error.path.relative_to(stage), cause, _WRITE_HINT)
             raise error from err
         names = sorted(p.name for p in stage.iterdir() if p.is_file())
         with atomic_paths([folder / n for n in names], hint=_WRITE_HINT) as temps:
