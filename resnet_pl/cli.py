@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from resnet_pl.errors import ResNetPLError
+from resnet_pl.fileio import WRITE_ERRNOS, WriteError
 from resnet_pl.lightning import runs
 from resnet_pl.lightning.callbacks import PlotCallback, PredictionWriter
 from resnet_pl.lightning.checkpointing import (
@@ -34,6 +35,10 @@ from resnet_pl.lightning.errors import (
     NonFiniteLossError,
     UntrustedCheckpointError,
     checkpoint_load_error,
+)
+from resnet_pl.lightning.interrupt import GracefulInterrupt, TrainingInterrupted
+from resnet_pl.lightning.loggers import (
+    AtomicSaveConfigCallback,
 )
 from resnet_pl.lightning.module import ResNetClassifier
 
@@ -206,7 +211,7 @@ class ResNetCLI(LightningCLI):
             extra.append(RichProgressBar())
         every = cfg["checkpoint_every_n_steps"]
         if self.subcommand == "fit":
-            extra.append(ExactResumeCallback())
+            extra += [ExactResumeCallback(), GracefulInterrupt()]
             if every and every > 0:
                 extra.append(StepCheckpoint(cfg["checkpoint"]["dirpath"], every))
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": extra}
@@ -314,6 +319,7 @@ def cli_main(
         args=args,  # type: ignore[arg-type]
         run=run,
         subclass_mode_model=names_model_class(sys.argv[1:] if args is None else args),
+        save_config_callback=AtomicSaveConfigCallback,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
@@ -321,14 +327,38 @@ def cli_main(
     )
 
 
+EXIT_INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
+
+
+def _interrupt_outside_training(signum: int, frame: Any) -> None:
+    # Ctrl-C while no training step runs (setup, data loading, sanity check, evaluation):
+    # nothing half-done needs saving; stop now, as a TrainingInterrupted so that Lightning
+    # re-raises it instead of calling sys.exit(1).
+    raise TrainingInterrupted("interrupted (Ctrl-C); no training step was in progress")
+
+
 def _lightning_main(argv: list[str]) -> int:
     """Run a Lightning subcommand. A bad option or one of our own errors becomes one line,
     ``resnet-pl: error: ...``, instead of a page of usage or a traceback: exit 2 for bad
-    input, 1 for a training fault such as a NaN loss."""
+    input, 1 for a training fault such as a NaN loss or a file that could not be written
+    (disk full, permission), 130 for Ctrl-C (``fit`` first saves a resumable checkpoint)."""
+    import signal
+    import threading
+
     from jsonargparse import ArgumentError
 
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _interrupt_outside_training)
     try:
         cli_main(argv, exit_on_error=False)
+    except (TrainingInterrupted, KeyboardInterrupt) as err:
+        message = str(err) if isinstance(err, TrainingInterrupted) else "interrupted (Ctrl-C)"
+        print(f"resnet-pl: {message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except WriteError as err:
+        print(f"resnet-pl: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
     except ArgumentError as err:
         message = " ".join(str(err).split())
         print(
@@ -340,6 +370,17 @@ def _lightning_main(argv: list[str]) -> int:
         message = " ".join(str(err).split())  # one line
         print(f"resnet-pl: error: {message}", file=sys.stderr)
         return 1 if isinstance(err, NonFiniteLossError) else 2
+    except OSError as err:
+        # A write failure inside a library we do not wrap (TensorBoard's event writer thread,
+        # a callback of the user's): still one line naming the file and the cause.
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        where = err.filename or "a file of this run"
+        print(f"resnet-pl: error: cannot write {where}: {err.strerror}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     return 0
 
 
@@ -347,6 +388,11 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of the ``resnet-pl`` console script."""
     try:
         return _main(args)
+    except KeyboardInterrupt:
+        # Ctrl-C in hub, export, classify: their outputs are written through temporary files,
+        # so nothing partial is left; one line, the shell's status for SIGINT.
+        print("resnet-pl: interrupted (Ctrl-C); no partial output was left", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `resnet-pl classify ... | head`: the reader left; that is not an error.
         import os

@@ -186,7 +186,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
     ckpts = tmp_path / "run" / "version_0" / "checkpoints"  # the killed run's own folder
     mid = _state(ckpts / "last_step.ckpt")
     assert mid["global_step"] == 12 and mid["epoch"] == 1
-    assert mid["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches": 2}]
+    assert mid["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+        {"epoch": 1, "batches": 2, "world_size": 1}
+    ]
     assert not list(ckpts.glob(".*.tmp"))  # the kill did not land in a save
 
     resumed = _fit(tmp_path, "run", "--ckpt_path", "last")
@@ -241,6 +243,183 @@ def test_sigkill_anywhere_then_resume_matches(
     _assert_same_training_state(reference_run / "last.ckpt", ckpts / "last.ckpt")
 
 
+# ---- Ctrl-C ------------------------------------------------------------------------------------
+REPORTER = """
+import lightning as L
+
+
+class ReportSteps(L.Callback):
+    # Prints each optimizer step as it starts, so a test knows when to press Ctrl-C.
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        print(f"STEP {trainer.global_step}", flush=True)
+"""
+
+
+@pytest.mark.timeout(600)
+def test_ctrl_c_mid_epoch_saves_checkpoint_and_resumes_exactly(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    """SIGINT while step 13 runs (epoch 1, no periodic checkpoint due): the process finishes
+    that step, writes last_step.ckpt at it, prints one line and exits 130; resuming with
+    --ckpt_path last ends bit-identical to the uninterrupted run."""
+    helper = tmp_path / "helpers"
+    helper.mkdir()
+    (helper / "reporter.py").write_text(REPORTER)
+    config = tmp_path / "report.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: reporter.ReportSteps\n")
+    cmd = [sys.executable, "-m", "resnet_pl.cli", "fit", "--config", str(config), *FIT_ARGS]
+    cmd += ["--run_root", str(tmp_path), "--run_name", "run"]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=_env(path=str(helper)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "STEP 13":
+                proc.send_signal(signal.SIGINT)
+                break
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith("resnet-pl: interrupted (Ctrl-C) after global step 14")
+    assert "--ckpt_path last" in last_line
+    ckpts = tmp_path / "run" / "checkpoints"
+    saved = _state(ckpts / "last_step.ckpt")
+    assert saved["global_step"] == 14 and saved["epoch"] == 1
+    assert not list(ckpts.glob(".*.tmp"))
+    resumed = _fit(tmp_path, "run", "--ckpt_path", "last")
+    assert resumed.trainer.global_step == STEPS
+    _assert_same_training_state(reference_run / "last.ckpt", ckpts / "last.ckpt")
+
+
+# ---- DDP ---------------------------------------------------------------------------------------
+DDP_KILLER = """
+import os
+import signal
+
+import lightning as L
+
+
+class KillGroupAt(L.Callback):
+    # SIGKILLs every process of the run (both DDP ranks) as optimizer step `step` starts.
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+"""
+# Two gloo ranks: 173 training images, each rank its 87, batch 8 (drop_last) = 10 steps per
+# epoch, 3 epochs = 30 steps, as in the single-process runs.
+DDP_ARGS = [
+    "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+    "--data.batch_size", "8",
+]  # fmt: skip
+
+
+def _ddp_fit(root: Path, name: str, *extra: str, kill_at: int | None = None) -> Any:
+    """A real 2-process ``resnet-pl fit`` (its own process group, so a kill takes both ranks)."""
+    helper = root / "helpers"
+    helper.mkdir(exist_ok=True)
+    (helper / "ddp_killer.py").write_text(DDP_KILLER)
+    cmd = [sys.executable, "-m", "resnet_pl.cli", "fit", *FIT_ARGS, *DDP_ARGS]
+    if kill_at is not None:
+        config = root / f"kill_{kill_at}.yaml"
+        config.write_text(
+            "trainer:\n  callbacks:\n    - class_path: ddp_killer.KillGroupAt\n"
+            f"      init_args:\n        step: {kill_at}\n"
+        )
+        cmd[4:4] = ["--config", str(config)]
+    cmd += ["--run_root", str(root), "--run_name", name, *extra]
+    return subprocess.run(
+        cmd, cwd=REPO, env=_env(path=str(helper)), capture_output=True, text=True,
+        timeout=1200, start_new_session=True,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_ddp_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    """Two gloo processes SIGKILLed together at step 14 (epoch 1, mid-epoch; newest checkpoint
+    last_step.ckpt at step 12) resume with --ckpt_path last and end bit-identical (weights,
+    optimizer, scheduler) to an uninterrupted 2-process run: each rank continues its own share
+    of the epoch's order from the saved position, with the saved random states."""
+    ref = _ddp_fit(tmp_path, "ref")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    killed = _ddp_fit(tmp_path, "run", kill_at=14)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    ckpts = tmp_path / "run" / "checkpoints"
+    mid = _state(ckpts / "last_step.ckpt")
+    assert mid["global_step"] == 12 and mid["epoch"] == 1
+    loader = mid["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert loader == [{"epoch": 1, "batches": 2, "world_size": 2}]
+    resumed = _ddp_fit(tmp_path, "run", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_same_training_state(tmp_path / "ref/checkpoints/last.ckpt", ckpts / "last.ckpt")
+
+
+def test_per_rank_sampler_state_resumes_each_rank_exactly() -> None:
+    """No processes: two ranks' samplers and loaders as DDP would build them. Each rank gets a
+    disjoint share of the (seed, epoch) order, all ranks together the whole order (padded by
+    wrapping); a state saved after k batches resumes every rank at its own next batch; resumed
+    on 1 rank instead of 2, the remaining samples are exactly the ones not yet drawn."""
+    from resnet_pl.lightning.data import TensorImageDataset, _collate_batch
+
+    n, batch = 101, 8
+    ds = TensorImageDataset(torch.zeros(n, 1, 1, 1), torch.arange(n))
+
+    def loader(rank: int, ranks: int = 2) -> ResumableDataLoader:
+        return ResumableDataLoader(
+            ds, batch, seed=5, drop_last=True, num_replicas=ranks, rank=rank,
+            collate_fn=_collate_batch,
+        )  # fmt: skip
+
+    order = EpochShuffleSampler(n, 5).permutation(3)
+    full = {}
+    for rank in (0, 1):
+        dl = loader(rank)
+        dl.epoch_sampler.set_epoch(3)
+        assert len(dl.epoch_sampler) == 51  # ceil(101 / 2)
+        full[rank] = [y.tolist() for _, y in dl]
+        assert len(full[rank]) == 6  # 51 // 8, drop_last
+    shares = {r: list(EpochShuffleSampler(n, 5, num_replicas=2, rank=r).shard(3)) for r in (0, 1)}
+    assert shares[0] == order[0::2] and shares[1] == order[1::2] + order[:1]  # padded
+    assert sorted(shares[0] + shares[1]) == sorted([*range(n), order[0]])
+    assert [i for b in full[0] for i in b] == shares[0][:48]
+
+    # Interrupted after 4 batches on each rank: the state is the same on every rank.
+    states = []
+    for rank in (0, 1):
+        dl = loader(rank)
+        dl.epoch_sampler.set_epoch(3)
+        it = iter(dl)
+        for _ in range(4):
+            next(it)
+        states.append(dl.state_dict())
+    assert states[0] == states[1] == {"epoch": 3, "batches": 4, "world_size": 2}
+    for rank in (0, 1):
+        dl = loader(rank)
+        dl.load_state_dict(states[rank])
+        dl.epoch_sampler.set_epoch(3)  # Lightning calls this after loading: keeps the position
+        assert [y.tolist() for _, y in dl] == full[rank][4:]
+        assert dl.state_dict()["batches"] == 6
+
+    # The same state on one process: the samples neither rank had drawn, in order.
+    single = loader(0, ranks=1)
+    single.load_state_dict(states[0])
+    single.epoch_sampler.set_epoch(3)
+    rest = [i for _, y in single for i in y.tolist()]
+    drawn = set(shares[0][:32]) | set(shares[1][:32])
+    assert rest == order[64:96] and drawn == set(order[:64])
+    # A rank outside the world is refused by torch's DistributedSampler checks.
+    with pytest.raises(ValueError):
+        EpochShuffleSampler(n, 5, num_replicas=2, rank=2)
+
+
 # ---- atomic checkpoint writes ------------------------------------------------------------------
 def _ckpt(version: int, numel: int = 1000) -> dict[str, Any]:
     return {"state_dict": {"w": torch.full((numel,), float(version))}, "global_step": version}
@@ -274,6 +453,7 @@ WRITER = """
 import os, sys, time
 from pathlib import Path
 import torch
+from resnet_pl import fileio
 from resnet_pl.lightning import checkpointing
 
 target, where = Path(sys.argv[1]), sys.argv[2]
@@ -309,7 +489,7 @@ if where == "mid-write":
     real_save = torch.save
     torch.save = lambda obj, f: real_save(obj, StallHalfway(f))
 else:  # written and fsynced, not yet renamed
-    checkpointing.os.replace = lambda a, b: stall()
+    fileio.os.replace = lambda a, b: stall()
 io_.save_checkpoint(big, target)
 """
 
@@ -1232,7 +1412,7 @@ def test_loader_resumes_at_the_saved_batch(workers: int) -> None:
     it = iter(first)
     seen = [next(it)[1].tolist() for _ in range(3)]
     state = first.state_dict()
-    assert state == {"epoch": 1, "batches": 3}
+    assert state == {"epoch": 1, "batches": 3, "world_size": 1}
 
     second = loader()
     second.load_state_dict(state)
@@ -1240,7 +1420,7 @@ def test_loader_resumes_at_the_saved_batch(workers: int) -> None:
     it = iter(second)
     seen += [next(it)[1].tolist() for _ in range(4)]
     third = loader()
-    third.load_state_dict(second.state_dict())  # {"epoch": 1, "batches": 7}
+    third.load_state_dict(second.state_dict())  # {"epoch": 1, "batches": 7, ...}
     seen += [y.tolist() for _, y in third]
     assert seen == expected
 

@@ -12,6 +12,7 @@ import csv
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,6 +22,7 @@ from jsonargparse import ArgumentParser, Namespace
 from resnet_pl.cliutil import accept_dashed, new_parser, parse
 from resnet_pl.data import IMAGE_SUFFIXES
 from resnet_pl.errors import ResNetPLError
+from resnet_pl.fileio import WriteError, atomic_open, write_text
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ResNetPLError,  # ours (ExportOptionError, CheckpointError, UnknownModelError, sha256 ...)
@@ -209,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         if ns.command == "export":
             return _export(args)
         return _classify(args)
+    except WriteError as e:  # disk full / no permission: the output was not (partly) written
+        print(f"resnet-pl: error: {e}", file=sys.stderr)
+        return 1
     except _USAGE_ERRORS as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         _err(str(message))
@@ -267,8 +272,7 @@ def _export(args: Namespace) -> int:
 
 def _write_report(path: Path | None, data: dict[str, Any]) -> None:
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +296,7 @@ _FIELDS = ["path", "label", "index", "prob", "top_k_labels", "top_k_probs", "err
 
 
 def _classify(args: Namespace) -> int:
-    from resnet_pl.deploy.runtime import FileResult, open_classifier
+    from resnet_pl.deploy.runtime import open_classifier
 
     if args.top_k < 1:
         raise ValueError(f"--top_k must be >= 1, got {args.top_k}")
@@ -314,9 +318,29 @@ def _classify(args: Namespace) -> int:
     for note in getattr(clf, "warnings", []):
         print(f"warning: {note}", file=sys.stderr)
 
+    with ExitStack() as stack:
+        # --output is written to a temporary file renamed into place at the end: a full disk,
+        # an error or Ctrl-C leaves any previous file as it was and no partial one.
+        out: TextIO = (
+            stack.enter_context(atomic_open(args.output, "w", newline="", encoding="utf-8"))
+            if args.output
+            else sys.stdout
+        )
+        n_bad = _classify_into(out, clf, files, args)
+    ok = len(files) - n_bad
+    summary = f"classified {ok} of {len(files)} files with {clf.backend} backend"
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-    out: TextIO = args.output.open("w", newline="") if args.output else sys.stdout
+        summary += f"; predictions in {args.output}"
+    if n_bad:
+        summary += f"; {n_bad} could not be read (see the error column)"
+    print(summary, file=sys.stderr)
+    return 1 if n_bad else 0
+
+
+def _classify_into(out: TextIO, clf: Any, files: list[Path], args: Namespace) -> int:
+    """Write one CSV row per file to ``out``; returns the number of unreadable files."""
+    from resnet_pl.deploy.runtime import FileResult
+
     writer = csv.DictWriter(out, fieldnames=_FIELDS)
     writer.writeheader()
     n_bad = 0
@@ -356,16 +380,7 @@ def _classify(args: Namespace) -> int:
     finally:
         if progress is not None:
             progress.stop()
-        if args.output:
-            out.close()
-    ok = len(files) - n_bad
-    summary = f"classified {ok} of {len(files)} files with {clf.backend} backend"
-    if args.output:
-        summary += f"; predictions in {args.output}"
-    if n_bad:
-        summary += f"; {n_bad} could not be read (see the error column)"
-    print(summary, file=sys.stderr)
-    return 1 if n_bad else 0
+    return n_bad
 
 
 def _progress(total: int, args: Namespace) -> tuple[Any, Any]:

@@ -61,6 +61,7 @@ from resnet_pl.deploy.precision import convert_fp16, normalize_dtype, quantize_i
 from resnet_pl.deploy.real_data import DataLike, RealData, as_real_data, auto_real_data
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model, sha256_file
 from resnet_pl.deploy.verify import TOLERANCES, Tolerance, describe_tolerance, verify_export
+from resnet_pl.fileio import as_write_error, make_dirs
 from resnet_pl.models.tta import num_views, with_tta
 
 __all__ = [
@@ -336,70 +337,80 @@ def export_onnx(
             "views (its accuracy can be a little lower than `resnet-pl test` reported)"
         )
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".resnet_pl_export_", dir=path.parent) as tmp:
-        fp32_path = Path(tmp) / "fp32.onnx"
-        # 2. Export + immediate ONNX Runtime parity check (with dynamo -> TorchScript fallback).
-        used, notes, seconds = export_checked(
-            to_export, example, fp32_path, opset, exporter, dynamic_batch, dynamic_hw,
-            output_names,
-        )  # fmt: skip
-        report.exporter, report.export_seconds = used, seconds
-        report.notes += notes
+    # A disk problem (full, read-only, no permission) is reported as such: a WriteError
+    # naming `path`, not an exporter fault; the temporary folder leaves no partial file.
+    try:
+        make_dirs(path.parent)
+        with tempfile.TemporaryDirectory(prefix=".resnet_pl_export_", dir=path.parent) as tmp:
+            fp32_path = Path(tmp) / "fp32.onnx"
+            # 2. Export + immediate ONNX Runtime parity check (with dynamo -> TorchScript fallback).
+            used, notes, seconds = export_checked(
+                to_export, example, fp32_path, opset, exporter, dynamic_batch, dynamic_hw,
+                output_names,
+            )  # fmt: skip
+            report.exporter, report.export_seconds = used, seconds
+            report.notes += notes
 
-        def meta_for(kind: str) -> dict[str, Any]:
-            return {
-                **meta_base,
-                "exporter": used,
-                "opset": opset,
-                "dtype": kind,
-                "input_name": INPUT_NAME,
-                "output_name": output_names[0],
-                "output_names": output_names,
-                "features_only": features_only,
-                "feature_info": feature_info,
-                "tta": tta_mode,
-                "input_size": list(shape),
-                "mean": list(cfg["mean"]),
-                "std": list(cfg["std"]),
-                "interpolation": cfg["interpolation"],
-                "crop_pct": cfg["crop_pct"],
-                "dynamic_batch": dynamic_batch,
-                "dynamic_hw": dynamic_hw,
-                "batchnorm_folded": report.bn_folded,
-                **dict(metadata or {}),
-            }
+            def meta_for(kind: str) -> dict[str, Any]:
+                return {
+                    **meta_base,
+                    "exporter": used,
+                    "opset": opset,
+                    "dtype": kind,
+                    "input_name": INPUT_NAME,
+                    "output_name": output_names[0],
+                    "output_names": output_names,
+                    "features_only": features_only,
+                    "feature_info": feature_info,
+                    "tta": tta_mode,
+                    "input_size": list(shape),
+                    "mean": list(cfg["mean"]),
+                    "std": list(cfg["std"]),
+                    "interpolation": cfg["interpolation"],
+                    "crop_pct": cfg["crop_pct"],
+                    "dynamic_batch": dynamic_batch,
+                    "dynamic_hw": dynamic_hw,
+                    "batchnorm_folded": report.bn_folded,
+                    **dict(metadata or {}),
+                }
 
-        report.bn_remaining = finalize(fp32_path, meta_for("fp32"), dynamic_batch, dynamic_hw)
+            report.bn_remaining = finalize(fp32_path, meta_for("fp32"), dynamic_batch, dynamic_hw)
 
-        # 3. Reduced precision.
-        final_path = fp32_path
-        if dtype == "fp16":
-            final_path = Path(tmp) / "fp16.onnx"
-            report.converter = convert_fp16(fp32_path, final_path)
-        elif dtype == "int8":
-            assert calib is not None
-            final_path = Path(tmp) / "int8.onnx"
-            batches = [calib.x[i : i + 32].numpy() for i in range(0, len(calib.x), 32)]
-            report.converter = quantize_int8(fp32_path, final_path, batches)
-        if final_path != fp32_path:
-            report.bn_remaining = finalize(final_path, meta_for(dtype), dynamic_batch, dynamic_hw)
+            # 3. Reduced precision.
+            final_path = fp32_path
+            if dtype == "fp16":
+                final_path = Path(tmp) / "fp16.onnx"
+                report.converter = convert_fp16(fp32_path, final_path)
+            elif dtype == "int8":
+                assert calib is not None
+                final_path = Path(tmp) / "int8.onnx"
+                batches = [calib.x[i : i + 32].numpy() for i in range(0, len(calib.x), 32)]
+                report.converter = quantize_int8(fp32_path, final_path, batches)
+            if final_path != fp32_path:
+                report.bn_remaining = finalize(
+                    final_path, meta_for(dtype), dynamic_batch, dynamic_hw
+                )
 
-        # 4. Verification against the original (unfolded) PyTorch model.
-        if verify:
-            verify_export(report, reference, final_path, fp32_path, shape, fixed_batch, real, g)
-        report.metadata = decode_metadata(encode_metadata(meta_for(dtype)))
-        if report.verified and not report.passed:
-            report.total_seconds = time.perf_counter() - start_total
-            failed = [c.name for c in report.checks if c.gated and not c.passed]
-            failed += ["accuracy"] if report.accuracy_failed else []
-            raise ExportVerificationError(
-                f"ONNX export of {report.arch} ({dtype}) does not match PyTorch "
-                f"(failed: {', '.join(failed)}); nothing written to {path}.\n"
-                f"{describe_tolerance(dtype)}\n{report.table()}",
-                report,
-            )
-        os.replace(final_path, path)
+            # 4. Verification against the original (unfolded) PyTorch model.
+            if verify:
+                verify_export(report, reference, final_path, fp32_path, shape, fixed_batch, real, g)
+            report.metadata = decode_metadata(encode_metadata(meta_for(dtype)))
+            if report.verified and not report.passed:
+                report.total_seconds = time.perf_counter() - start_total
+                failed = [c.name for c in report.checks if c.gated and not c.passed]
+                failed += ["accuracy"] if report.accuracy_failed else []
+                raise ExportVerificationError(
+                    f"ONNX export of {report.arch} ({dtype}) does not match PyTorch "
+                    f"(failed: {', '.join(failed)}); nothing written to {path}.\n"
+                    f"{describe_tolerance(dtype)}\n{report.table()}",
+                    report,
+                )
+            os.replace(final_path, path)
+    except Exception as err:
+        write_error = as_write_error(path, err)
+        if write_error is None:
+            raise
+        raise write_error from err
     report.file_size = path.stat().st_size
     report.sha256 = sha256_file(path)
     report.total_seconds = time.perf_counter() - start_total

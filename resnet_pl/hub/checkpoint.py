@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet_pl.errors import ResNetPLError
+from resnet_pl.fileio import atomic_paths, write_text
 from resnet_pl.hub.evaluate import IDX_DATASETS, TORCHVISION_DATASETS, measure_small
 from resnet_pl.hub.pretrained import (
     load_into,
@@ -42,8 +43,8 @@ from resnet_pl.hub.weights import (
     WeightsEntry,
     package_version,
     read_record,
+    record_text,
     register_weights,
-    write_record,
 )
 from resnet_pl.models.registry import count_flops, count_params, get_builder, get_default_cfg
 
@@ -381,7 +382,7 @@ def export_checkpoint(
         from resnet_pl.hub.hf import CARD_NAME, CONFIG_NAME, read_config, render_model_card
 
         config = read_config(folder / CONFIG_NAME)
-        (folder / CARD_NAME).write_text(render_model_card(config), encoding="utf-8")
+        write_text(folder / CARD_NAME, render_model_card(config))
     return folder
 
 
@@ -408,14 +409,13 @@ def publish(
     Raises:
         FileExistsError: the entry exists (pass ``force=True`` to replace it).
     """
-    from resnet_pl.hub.hf import render_model_card, write_safetensors
+    from resnet_pl.hub.hf import render_model_card, save_safetensors_to
 
     if not tag or "." in tag or "/" in tag or tag != tag.strip():
         raise ValueError(f"tag must be a plain word like 'fashion_mnist', got {tag!r}")
     ck = read_checkpoint(ckpt)
     name = f"{ck.arch}.{tag}"
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     record_path = out_dir / f"{name}.json"
     if record_path.exists() and not force:
         raise FileExistsError(f"{record_path} exists; pass --force to replace {name}")
@@ -428,36 +428,44 @@ def publish(
         credit=credit,
     )
 
-    weights = out_dir / f"{name}.safetensors"
-    write_safetensors(model, weights, {"format": "pt", "architecture": ck.arch, "weights": name})
-    cfg.update(
-        {
-            "file": weights.name,
-            "sha256": sha256_file(weights),
-            "file_size": weights.stat().st_size,
-        }
-    )
-
-    # Measure what was written: rebuild from the file, exactly as create_model will.
-    check = get_builder(ck.arch)(num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs)
-    load_into(check, read_state_dict(weights, "safetensors"), name=name)
-    cfg["metrics"] = measure(check, cfg, limit=limit, data_dir=data_dir)
-
     metrics_csv = metrics_csv or find_run_file(ck.path, "metrics.csv")
-    if metrics_csv is not None and metrics_csv.is_file():
-        log_copy = out_dir / f"{name}.metrics.csv"
-        shutil.copyfile(metrics_csv, log_copy)
-        cfg["training_log"] = log_copy.name
-        cfg["training"] = training_summary(metrics_csv)
+    has_log = metrics_csv is not None and metrics_csv.is_file()
+    weights = out_dir / f"{name}.safetensors"
+    log_copy = out_dir / f"{name}.metrics.csv"
+    targets = [weights, out_dir / f"{name}.md", record_path] + ([log_copy] if has_log else [])
+    # Every file of the entry is staged (written, fsynced) before any replaces its target: a full
+    # disk or Ctrl-C part-way leaves an earlier entry of this name exactly as it was.
+    with atomic_paths(targets, hint="free space there or choose another --out_dir") as temps:
+        staged = temps[0]
+        meta = {"format": "pt", "architecture": ck.arch, "weights": name}
+        save_safetensors_to(model, staged, meta)
+        cfg.update(
+            {
+                "file": weights.name,
+                "sha256": sha256_file(staged),
+                "file_size": staged.stat().st_size,
+            }
+        )
 
-    entry = WeightsEntry(
-        ck.arch, tag, dict(ck.arch_kwargs), ck.num_classes, ck.in_chans, cfg, record_dir=out_dir
-    )
-    config = {"architecture": ck.arch, "pretrained_cfg": cfg}
-    (out_dir / f"{name}.md").write_text(
-        render_model_card(config, weights_name=name), encoding="utf-8"
-    )
-    write_record(entry, record_path, default=default)
+        # Measure what was written: rebuild from the file, exactly as create_model will.
+        check = get_builder(ck.arch)(
+            num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs
+        )
+        load_into(check, read_state_dict(staged, "safetensors"), name=name)
+        cfg["metrics"] = measure(check, cfg, limit=limit, data_dir=data_dir)
+
+        if has_log:
+            assert metrics_csv is not None
+            shutil.copyfile(metrics_csv, temps[3])
+            cfg["training_log"] = log_copy.name
+            cfg["training"] = training_summary(metrics_csv)
+
+        entry = WeightsEntry(
+            ck.arch, tag, dict(ck.arch_kwargs), ck.num_classes, ck.in_chans, cfg, record_dir=out_dir
+        )
+        config = {"architecture": ck.arch, "pretrained_cfg": cfg}
+        temps[1].write_text(render_model_card(config, weights_name=name), encoding="utf-8")
+        temps[2].write_text(record_text(entry, default=default), encoding="utf-8")
     entry, is_default = read_record(record_path)  # what import will read, checked now
     register_weights(entry, default=is_default, replace=True)
     return entry

@@ -16,6 +16,7 @@ from jsonargparse import ArgumentParser, Namespace
 
 from resnet_pl.cliutil import accept_dashed, new_parser, parse
 from resnet_pl.errors import ResNetPLError
+from resnet_pl.fileio import WriteError
 from resnet_pl.hub.weights import (
     UnknownWeightsError,
     WeightsEntry,
@@ -412,6 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnknownWeightsError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
+    except WriteError as err:  # disk full / no permission; nothing partial was left
+        print(f"resnet-pl: error: {err}", file=sys.stderr)
+        return 1
     except WeightsVerificationError as err:
         print(f"{PROG} {command}: {err}", file=sys.stderr)
         return 1

@@ -23,8 +23,11 @@ adapted). This module imports ``huggingface_hub``, so it is imported only when u
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
 from torch import Tensor, nn
 
+from resnet_pl.fileio import WriteError, as_write_error, atomic_paths, make_dirs, write_with
 from resnet_pl.hub.pretrained import (
     check_safetensors,
     load_into,
@@ -151,15 +155,25 @@ def fp32_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def write_safetensors(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """Write ``model``'s :func:`fp32_state_dict` to ``path`` atomically (through a temporary
-    file beside it), readable by all (safetensors creates files private to the user)."""
+_WRITE_HINT = "free space there or choose another folder; files already there are intact"
+
+
+def save_safetensors_to(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``model``'s :func:`fp32_state_dict` to ``path`` (e.g. a temporary path of
+    :func:`resnet_pl.fileio.atomic_paths`), readable by all (safetensors creates files private
+    to the user)."""
     from safetensors.torch import save_file
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(fp32_state_dict(model), str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    save_file(fp32_state_dict(model), str(path), metadata=metadata)
     path.chmod(0o644)
+
+
+def write_safetensors(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``model``'s :func:`fp32_state_dict` to ``path`` atomically (through a temporary
+    file beside it); a full disk raises :class:`~resnet_pl.fileio.WriteError` (safetensors
+    itself raises a bare ``SafetensorError ... os error 28``) and leaves any previous file as it
+    was."""
+    write_with(path, lambda tmp: save_safetensors_to(model, tmp, metadata), hint=_WRITE_HINT)
 
 
 class HubAdapter(
@@ -347,7 +361,38 @@ def save_pretrained(
         The folder.
     """
     folder = Path(save_directory)
-    HubAdapter(model, pretrained_cfg, arch_kwargs, model_card).save_pretrained(folder)
+    make_dirs(folder.parent, _WRITE_HINT)
+    created = not folder.exists()
+    # The mixin writes into a staging folder beside the target; its files are then renamed
+    # into place as one group (all fsynced before the first rename), so a full disk, an error
+    # or Ctrl-C at any point leaves an earlier save in `folder` byte-identical, and a failed
+    # first save leaves no (empty) folder.
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    except OSError as err:
+        raise (as_write_error(folder, err, _WRITE_HINT) or err) from None
+    try:
+        try:
+            HubAdapter(model, pretrained_cfg, arch_kwargs, model_card).save_pretrained(stage)
+        except Exception as err:
+            error = as_write_error(folder, err, _WRITE_HINT)
+            if error is None:
+                raise
+            if stage in error.path.parents:  # name the file the user asked for, not the stage
+                cause = OSError(error.errno, error.strerror)
+                error = WriteError(folder / error.path.relative_to(stage), cause, _WRITE_HINT)
+            raise error from err
+        names = sorted(p.name for p in stage.iterdir() if p.is_file())
+        with atomic_paths([folder / n for n in names], hint=_WRITE_HINT) as temps:
+            for name, tmp in zip(names, temps, strict=True):
+                os.replace(stage / name, tmp)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):  # only if empty: never someone else's files
+                folder.rmdir()
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return folder
 
 

@@ -27,6 +27,7 @@ like any other file. Network downloads are skipped when ``HF_HUB_OFFLINE`` or
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -42,6 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from resnet_pl.fileio import WriteError, as_write_error, make_dirs, write_text
 from resnet_pl.hub.weights import (
     WeightsEntry,
     WeightsMismatchError,
@@ -52,6 +54,10 @@ from resnet_pl.hub.weights import (
 from resnet_pl.models.registry import get_default_cfg
 
 CACHE_ENV = "RESNET_PL_CACHE"
+CACHE_HINT = (
+    "free space there, or point RESNET_PL_CACHE at a writable folder with space; cached "
+    "files already there are intact"
+)
 OFFLINE_ENVS = ("RESNET_PL_OFFLINE", "HF_HUB_OFFLINE")
 HEAD_PREFIX = "fc."
 STEM_KEY = "conv1.weight"
@@ -257,9 +263,7 @@ def _write_sidecar(path: Path, entry: WeightsEntry, digest: str) -> None:
         "size": path.stat().st_size,
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, side)
+    write_text(side, json.dumps(record, indent=2) + "\n", hint=CACHE_HINT)
 
 
 def quarantine(path: Path) -> Path:
@@ -385,7 +389,7 @@ def _download(entry: WeightsEntry, dest: Path, *, progress: bool) -> Path:
             f"weights {entry.name} have no file at {entry.shipped_path} and no url or "
             f"hf_hub_id to fetch them from"
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(dest.parent, CACHE_HINT)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
     try:
         torch.hub.download_url_to_file(url, str(tmp), progress=progress)
@@ -394,6 +398,9 @@ def _download(entry: WeightsEntry, dest: Path, *, progress: bool) -> Path:
     except WeightsVerificationError as err:
         raise WeightsVerificationError(f"{err}. The download from {url} was discarded.") from None
     except Exception as err:  # urllib / huggingface_hub errors: report one clear line
+        write_error = _cache_write_error(dest, err)
+        if write_error is not None:
+            raise write_error from err
         raise WeightsUnavailableError(
             f"could not download weights {entry.name} from {url}: {err}"
         ) from err
@@ -402,6 +409,16 @@ def _download(entry: WeightsEntry, dest: Path, *, progress: bool) -> Path:
     if entry.sha256 is None:
         _write_sidecar(dest, entry, digest)
     return dest
+
+
+def _cache_write_error(dest: Path, err: BaseException) -> WriteError | None:
+    """The download failed because the cache cannot be written (full, no permission), not
+    because of the network or the source: a full disk always counts; a permission error only
+    when the cache folder is not writable (a file:// source can be unreadable too)."""
+    error = as_write_error(dest, err, CACHE_HINT)
+    if error is None or error.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1)):
+        return error
+    return None if os.access(dest.parent, os.W_OK) else error
 
 
 # --------------------------------------------------------------------------------------------

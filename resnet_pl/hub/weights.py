@@ -273,12 +273,16 @@ def entry_to_record(entry: WeightsEntry, *, default: bool = False) -> dict[str, 
     }
 
 
+def record_text(entry: WeightsEntry, *, default: bool = False) -> str:
+    """The JSON text of ``entry``'s record."""
+    return json.dumps(entry_to_record(entry, default=default), indent=2, sort_keys=False) + "\n"
+
+
 def write_record(entry: WeightsEntry, path: Path, *, default: bool = False) -> None:
     """Write ``entry``'s record to ``path`` atomically (a half-written record is never read)."""
-    text = json.dumps(entry_to_record(entry, default=default), indent=2, sort_keys=False) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from resnet_pl.fileio import write_text
+
+    write_text(path, record_text(entry, default=default))
 
 
 def read_record(path: Path) -> tuple[WeightsEntry, bool]:

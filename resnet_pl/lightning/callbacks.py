@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 
+from resnet_pl.fileio import write_text
 from resnet_pl.lightning.plots import plot_confusion_matrix, plot_training_curves
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class PredictionWriter(L.Callback):
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import csv
+        import io
 
         loop_outputs: Any = trainer.predict_loop.predictions
         batches = (
@@ -61,19 +63,18 @@ class PredictionWriter(L.Callback):
         folder = _csv_dir(trainer) or Path(trainer.default_root_dir)
         if not batches or not trainer.is_global_zero:
             return
-        folder.mkdir(parents=True, exist_ok=True)
         out = folder / "predictions.csv"
-        with open(out, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["index", "class_index", "class_name", "probability"])
-            row = 0
-            for batch in batches:
-                probs = batch["probs"].max(dim=1).values.tolist()
-                for idx, name, p in zip(
-                    batch["indices"].tolist(), batch["names"], probs, strict=True
-                ):
-                    writer.writerow([row, idx, name, f"{p:.6f}"])
-                    row += 1
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["index", "class_index", "class_name", "probability"])
+        row = 0
+        for batch in batches:
+            probs = batch["probs"].max(dim=1).values.tolist()
+            for idx, name, p in zip(batch["indices"].tolist(), batch["names"], probs, strict=True):
+                writer.writerow([row, idx, name, f"{p:.6f}"])
+                row += 1
+        # Whole or not at all: a full disk keeps any previous predictions.csv as it was.
+        write_text(out, buffer.getvalue(), hint="free space there or choose another --run_root")
         log.info("predictions: %s (%d rows)", out, row)
 
 

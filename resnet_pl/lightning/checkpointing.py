@@ -15,9 +15,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +25,16 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from resnet_pl.fileio import atomic_open, make_dirs, remove_stale_temps
 from resnet_pl.lightning.errors import NonFiniteWeightsError, checkpoint_load_error
 
 log = logging.getLogger(__name__)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX); a no-op where directories cannot be
-    opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_CKPT_HINT = (
+    "free space there or choose another folder (--checkpoint.dirpath, --run_root); the previous "
+    "checkpoint files are intact, resume from them with --ckpt_path last"
+)
 
 
 def _first_non_finite(state: dict[str, Any]) -> str | None:
@@ -82,23 +72,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"is kept. Lower the learning rate or use gradient clipping "
                 f"(--trainer.gradient_clip_val), then resume from it."
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in target.parent.glob(f".{target.name}.*.tmp"):
-            stale.unlink(missing_ok=True)  # left by a writer killed mid-save
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
-        # os.open rather than mkstemp: the file gets the usual permissions (0666 & ~umask),
-        # not mkstemp's 0600, so a checkpoint is as readable as any other file the user writes.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
+        make_dirs(target.parent, _CKPT_HINT)
+        remove_stale_temps(target)  # left by a writer killed mid-save
+        # A temporary file beside the target, fsynced, renamed over it: a kill, Ctrl-C or full
+        # disk at any moment leaves the previous checkpoint or the new one, never a torn one.
+        # torch's zip writer answers a full disk with "RuntimeError: ... unexpected pos" while
+        # handling the OSError; atomic_open finds the OSError and raises WriteError.
+        with atomic_open(target, "wb", hint=_CKPT_HINT) as f:
+            torch.save(checkpoint, f)
 
     def load_checkpoint(
         self,

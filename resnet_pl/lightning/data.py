@@ -353,12 +353,16 @@ class ImageDataModule(L.LightningDataModule):
         # order, as with a plain shuffling loader; nothing else does.
         seed = self.hparams["seed"] * 1_000_003 + int(os.environ.get("PL_GLOBAL_SEED", "0"))
         if train and self._resumable_training():
-            # Shuffled by (seed, epoch), position saved in checkpoints: exact mid-epoch resume.
+            # Shuffled by (seed, epoch), each DDP rank its share, position saved in checkpoints:
+            # exact mid-epoch resume. Lightning keeps this sampler (a DistributedSampler).
+            ranks, rank = self._ranks()
             return ResumableDataLoader(
                 ds,
                 self.batch_size,
                 seed=seed,
-                drop_last=len(ds) > self.batch_size,  # type: ignore[arg-type]
+                drop_last=math.ceil(len(ds) / ranks) > self.batch_size,  # type: ignore[arg-type]
+                num_replicas=ranks,
+                rank=rank,
                 **common,
             )
         return DataLoader(
@@ -372,13 +376,22 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def _resumable_training(self) -> bool:
-        """Single-process training uses :class:`ResumableDataLoader`. Under DDP Lightning
-        swaps in a ``DistributedSampler`` (shuffled by seed and epoch, but restarting its epoch
-        on resume), and ``overfit_batches`` swaps in a sequential one."""
+        """Training uses :class:`ResumableDataLoader`, on one process and under DDP, except
+        with ``overfit_batches`` (Lightning swaps in a sequential sampler there)."""
         trainer = self.trainer
         if trainer is None:
             return True
-        return trainer.world_size == 1 and not getattr(trainer, "overfit_batches", 0)
+        return not getattr(trainer, "overfit_batches", 0)
+
+    def _ranks(self) -> tuple[int, int]:
+        """(number of ranks, this rank) among which the training set is shared: what
+        Lightning would give its ``DistributedSampler``; (1, 0) without a distributed
+        strategy."""
+        trainer = self.trainer
+        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer else None
+        if not kwargs:
+            return 1, 0
+        return int(kwargs.get("num_replicas", 1)), int(kwargs.get("rank", 0))
 
     def train_dataloader(self) -> DataLoader[Any]:
         return self._loader(self.train_set, "train", self.hparams["train_subset"])

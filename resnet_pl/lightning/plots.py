@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from resnet_pl.fileio import write_with
+
 
 def _pyplot():  # type: ignore[no-untyped-def]
     import matplotlib
@@ -17,6 +19,15 @@ def _pyplot():  # type: ignore[no-untyped-def]
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save_png(plt, fig, out: Path) -> None:  # type: ignore[no-untyped-def]
+    """Through a temporary file: a full disk never leaves a truncated PNG."""
+    try:
+        hint = "free space there or choose another folder with --run_root"
+        write_with(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"), hint=hint)
+    finally:
+        plt.close(fig)
 
 
 def read_metrics_csv(path: Path) -> dict[str, list[tuple[float, float]]]:
@@ -59,8 +70,7 @@ def plot_training_curves(metrics_csv: Path, out: Path) -> Path:
         ax.legend()
     fig.suptitle(f"training curves ({metrics_csv.parent.name})")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save_png(plt, fig, out)
     return out
 
 
@@ -85,6 +95,5 @@ def plot_confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str], out:
     ax.set_ylabel("true")
     ax.set_title(f"confusion matrix (top-1 {acc:.2%}, n={int(m.sum())})")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save_png(plt, fig, out)
     return out
