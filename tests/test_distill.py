@@ -360,13 +360,15 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
         cmd, cwd=REPO, env=_env(path=str(helper)), capture_output=True, text=True, timeout=600
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts = tmp_path / "run" / "version_0" / "checkpoints"
     assert torch.load(ckpts / "last_step.ckpt", weights_only=True)["global_step"] == 12
 
     resume = ["fit", *args, "--run_root", str(tmp_path), "--run_name", "run", "--ckpt_path", "last"]
     resumed = cli_main(resume)
     assert resumed.trainer.global_step == STEPS
-    _assert_same_training_state(tmp_path / "ref/checkpoints/last.ckpt", ckpts / "last.ckpt")
+    _assert_same_training_state(
+        tmp_path / "ref/version_0/checkpoints/last.ckpt", ckpts / "last.ckpt"
+    )
     saved = torch.load(ckpts / "last.ckpt", weights_only=True)["state_dict"]
     assert "feature_proj.0.weight" in saved
 
@@ -439,7 +441,9 @@ def test_cli_kd_config_trains_on_real_data(tmp_path: Path, fashion_mnist_dir: Pa
     logged = cli.trainer.logged_metrics
     assert {"train_kd_loss_epoch", "train_ce_loss_epoch"} <= set(logged)
     assert float(cli.trainer.callback_metrics["val_acc"]) > 0.3  # chance is 0.1
-    hp = torch.load(tmp_path / "kd/checkpoints/last.ckpt", weights_only=True)["hyper_parameters"]
+    hp = torch.load(tmp_path / "kd/version_0/checkpoints/last.ckpt", weights_only=True)[
+        "hyper_parameters"
+    ]
     assert hp["teacher"] == SHIPPED and hp["mean"] == [0.286]
 
 
@@ -453,7 +457,7 @@ def test_publish_and_export_only_the_student(tmp_path: Path, fashion_mnist_dir: 
     module = _student(SHIPPED, feature_weight=1.0, class_names=None)
     trainer = _trainer(tmp_path, 4)
     trainer.fit(module, datamodule=_data(fashion_mnist_dir, 128))
-    ckpt = tmp_path / "run" / "checkpoints" / "kd.ckpt"
+    ckpt = tmp_path / "run" / "version_0" / "checkpoints" / "kd.ckpt"
     ckpt.parent.mkdir(parents=True)
     trainer.save_checkpoint(ckpt)
 

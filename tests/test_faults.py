@@ -361,7 +361,7 @@ def test_injected_enospc_fit_is_one_line(
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--checkpoint_every_n_steps", "2",
             "--run_root", str(tmp_path), "--run_name", "r"]  # fmt: skip
-    ckpts = tmp_path / "r" / "checkpoints"
+    ckpts = tmp_path / "r" / "version_0" / "checkpoints"
     kept: dict[str, bytes] = {}
     real_replace = fileio.os.replace
 
@@ -471,13 +471,13 @@ import resnet_pl.deploy.cli as deploy_cli
 from resnet_pl.cli import main
 
 # Report that the work is under way, then give the test time to press Ctrl-C.
-real_finalize = onnx_export._finalize
+real_finalize = onnx_export.finalize
 def finalize(*args, **kwargs):
     result = real_finalize(*args, **kwargs)
     print("EXPORTING", flush=True)
     time.sleep(120)
     return result
-onnx_export._finalize = finalize
+onnx_export.finalize = finalize
 
 real_into = deploy_cli._classify_into
 def classify_into(out, clf, files, args):

@@ -287,7 +287,7 @@ def test_ctrl_c_mid_epoch_saves_checkpoint_and_resumes_exactly(
     last_line = stderr.strip().splitlines()[-1]
     assert last_line.startswith("resnet-pl: interrupted (Ctrl-C) after global step 14")
     assert "--ckpt_path last" in last_line
-    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts = tmp_path / "run" / "version_0" / "checkpoints"
     saved = _state(ckpts / "last_step.ckpt")
     assert saved["global_step"] == 14 and saved["epoch"] == 1
     assert not list(ckpts.glob(".*.tmp"))
