@@ -352,14 +352,15 @@ def test_ddp_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path)
     assert ref.returncode == 0, ref.stderr[-3000:]
     killed = _ddp_fit(tmp_path, "run", kill_at=14)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts = tmp_path / "run" / "version_0" / "checkpoints"
     mid = _state(ckpts / "last_step.ckpt")
     assert mid["global_step"] == 12 and mid["epoch"] == 1
     loader = mid["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert loader == [{"epoch": 1, "batches": 2, "world_size": 2}]
     resumed = _ddp_fit(tmp_path, "run", "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _assert_same_training_state(tmp_path / "ref/checkpoints/last.ckpt", ckpts / "last.ckpt")
+    ref_last = tmp_path / "ref" / "version_0" / "checkpoints" / "last.ckpt"
+    _assert_same_training_state(ref_last, ckpts / "last.ckpt")
 
 
 def test_per_rank_sampler_state_resumes_each_rank_exactly() -> None:
