@@ -40,8 +40,10 @@ class AtomicExperimentWriter(ExperimentWriter):
 
     def __init__(self, log_dir: str) -> None:
         make_dirs(Path(log_dir), _LOG_HINT)
-        super().__init__(log_dir)
+        # Before the base __init__, which calls _check_log_dir_exists (a subclass continuing an
+        # earlier file puts its rows here).
         self._rows: list[dict[str, Any]] = []
+        super().__init__(log_dir)
 
     def save(self) -> None:
         if not self.metrics:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers import CSVLogger
+
+from resnet_pl.lightning.loggers import AtomicExperimentWriter, AtomicTensorBoardLogger
 
 VERSION_ENV = "RESNET_PL_VERSION_DIR"
 CKPT_ENV = "RESNET_PL_RESUME_CKPT"
@@ -97,9 +98,11 @@ def use_version(folder: Path) -> Path:
     return folder
 
 
-class _ContinuingWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued (rows up
-    to ``keep_until_step`` kept, its columns kept) instead of deleted."""
+class _ContinuingWriter(AtomicExperimentWriter):
+    """resnet-pl's atomic CSV writer, except that an existing ``metrics.csv`` is continued
+    (rows up to ``keep_until_step`` kept, its columns kept) instead of deleted. The file is not
+    touched here: the kept rows are written back, with the new ones, by the next (atomic) save,
+    so a crash or a full disk at any point leaves the previous file as it was."""
 
     def __init__(self, log_dir: str, keep_until_step: int | None) -> None:
         self._keep_until_step = keep_until_step
@@ -113,11 +116,7 @@ class _ContinuingWriter(ExperimentWriter):
             reader = csv.DictReader(f)
             keys = list(reader.fieldnames or [])
             limit = self._keep_until_step
-            rows = [r for r in reader if limit is None or _step(r) <= limit]
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
+            self._rows = [r for r in reader if limit is None or _step(r) <= limit]
         self.metrics_keys = sorted(keys)
 
 
@@ -154,7 +153,7 @@ def run_loggers(version_dir: Path, resume_step: int | None = None) -> list[Any]:
     purge = {} if resume_step is None else {"purge_step": resume_step + 1}
     return [
         RunCSVLogger(version_dir, resume_step),
-        TensorBoardLogger(
+        AtomicTensorBoardLogger(
             save_dir=str(version_dir.parent.parent),
             name=version_dir.parent.name,
             version=version_dir.name,
