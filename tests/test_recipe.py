@@ -14,6 +14,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from test_lightning import fake_data, tiny_trainer
 from torch import nn
 
 from resnet_pl import create_model
@@ -25,22 +26,8 @@ from resnet_pl.models.tta import TestTimeAugmentation, num_views, translate, tta
 TINY = {"widths": [8, 16, 32]}
 
 
-def _trainer(tmp_path: Path, **kwargs: Any) -> L.Trainer:
-    defaults: dict[str, Any] = {
-        "max_epochs": 1,
-        "accelerator": "cpu",
-        "devices": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "default_root_dir": tmp_path,
-    }
-    return L.Trainer(**{**defaults, **kwargs})
-
-
-def _fake(**kwargs: Any) -> ImageDataModule:
-    return ImageDataModule("fake", batch_size=16, fake_size=96, **kwargs)
+# The same tiny trainer and fake data as the Lightning tests use.
+_trainer, _fake = tiny_trainer, fake_data
 
 
 # ---- EMA --------------------------------------------------------------------------------------
