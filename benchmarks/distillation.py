@@ -2,7 +2,13 @@
 recipe without KD, over several seeds, in one run.
 
     python -m benchmarks.distillation [--seeds 0 1] [--epochs 15] [--teacher resnet20.fashion_mnist]
+    python -m benchmarks.distillation --config configs/fashion_mnist_fast.yaml   # the fast recipe
     python -m benchmarks.distillation --max-steps 20 --train-subset 2000   # a quick smoke run
+
+``--config`` takes the student's options, data options, epochs and precision from a LightningCLI
+YAML (``--student``, ``--epochs`` and the other flags given explicitly still win), so both arms
+use a committed recipe: with ``configs/fashion_mnist_fast.yaml`` that is EMA weights, flip TTA,
+the linear schedule and channels_last, with the student's architecture swapped in.
 
 For each seed both arms train from the same initialisation and data order (``seed_everything``):
 ``baseline`` is :class:`~resnet_pl.lightning.ResNetClassifier`, ``kd`` is
@@ -56,17 +62,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="weights name(s) or checkpoint(s); several = an ensemble")  # fmt: skip
     p.add_argument("--student", default=None, help="registry arch (default: resnet8 if present)")
     p.add_argument("--student-kwargs", default=None, help="JSON, e.g. '{\"widths\": [8, 16, 32]}'")
+    p.add_argument("--config", type=Path, default=None, help="LightningCLI YAML giving the recipe")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=None, help="default: the config's, else 15")
     p.add_argument("--max-steps", type=int, default=-1, help="stop each run early (smoke runs)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the config's, else 128")
+    p.add_argument("--lr", type=float, default=None, help="default: the config's, else 0.1")
+    p.add_argument("--weight-decay", type=float, default=None, help="default: config's or 5e-4")
+    p.add_argument("--label-smoothing", type=float, default=None, help="default: config's or 0")
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.9)
     p.add_argument("--feature-weight", type=float, default=0.0)
-    p.add_argument("--precision", default="bf16-mixed", help="Lightning precision")
+    p.add_argument("--precision", default=None, help="Lightning precision (default: config's "
+                   "or bf16-mixed)")  # fmt: skip
     p.add_argument("--train-subset", type=int, default=None)
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX folder")
@@ -74,23 +82,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# Options of a KD config that are the teacher's or the loss's, not the student recipe's.
+_KD_ONLY = ("teacher", "temperature", "alpha", "feature_weight", "feature_stage")
+# Without --config: the repository's 45-epoch Fashion-MNIST recipe
+# (configs/fashion_mnist_resnet20.yaml): a fixed validation split (seed 0), 2-px crops, flips,
+# random erasing.
+_DEFAULT_DATA = {"dataset": "fashion_mnist", "val_fraction": 0.1, "seed": 0,
+                 "augment": "standard", "crop_padding": 2, "random_erasing": 0.25}  # fmt: skip
+
+
+def read_recipe(path: Path | None) -> dict[str, dict[str, Any]]:
+    """``model``, ``data`` and ``trainer`` sections of a LightningCLI YAML (``init_args`` of a
+    ``class_path`` model unwrapped; teacher and loss options dropped: the arms set those)."""
+    if path is None:
+        return {"model": {}, "data": dict(_DEFAULT_DATA), "trainer": {}}
+    import yaml
+
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    model = dict(cfg.get("model") or {})
+    model = dict(model.get("init_args") or {}) if "class_path" in model else model
+    for key in _KD_ONLY:
+        model.pop(key, None)
+    return {"model": model, "data": dict(cfg.get("data") or {}),
+            "trainer": dict(cfg.get("trainer") or {})}  # fmt: skip
+
+
+def resolve(args: argparse.Namespace) -> None:
+    """Fill unset flags from the recipe, then from the built-in defaults."""
+    recipe = args.recipe = read_recipe(args.config)
+    model, data, trainer = recipe["model"], recipe["data"], recipe["trainer"]
+    for flag, value, default in (
+        ("epochs", trainer.get("max_epochs"), 15),
+        ("precision", trainer.get("precision"), "bf16-mixed"),
+        ("batch_size", data.get("batch_size"), 128),
+        ("lr", model.get("lr"), 0.1),
+        ("weight_decay", model.get("weight_decay"), 5e-4),
+        ("label_smoothing", model.get("label_smoothing"), 0.0),
+    ):
+        if getattr(args, flag) is None:
+            setattr(args, flag, default if value is None else value)
+
+
 def _datamodule(args: argparse.Namespace) -> Any:
     from resnet_pl.lightning import ImageDataModule
 
-    # The repository's Fashion-MNIST recipe (configs/fashion_mnist_resnet20.yaml): a fixed
-    # validation split (seed 0), 2-px crops, flips, random erasing.
-    return ImageDataModule(
-        "fashion_mnist",
-        data_dir=args.data_dir,
-        batch_size=args.batch_size,
-        val_fraction=0.1,
-        seed=0,
-        augment="standard",
-        crop_padding=2,
-        random_erasing=0.25,
-        train_subset=args.train_subset,
-        test_subset=args.test_subset,
-    )
+    data = {**args.recipe["data"], "data_dir": args.data_dir, "batch_size": args.batch_size,
+            "train_subset": args.train_subset, "test_subset": args.test_subset}  # fmt: skip
+    data.setdefault("dataset", "fashion_mnist")
+    return ImageDataModule(**data)
 
 
 def _trainer(args: argparse.Namespace, root: Path) -> Any:
@@ -117,6 +156,7 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict
 
     L.seed_everything(seed, workers=True, verbose=False)
     options: dict[str, Any] = {
+        **args.recipe["model"],
         "arch": args.student,
         "in_chans": 1,
         "model_kwargs": args.student_kwargs_dict or None,
@@ -252,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.report import machine_info, versions, write_json, write_text
 
     args = parse_args(argv)
+    resolve(args)
     given = sys.argv[1:] if argv is None else argv
     arch, kwargs = default_student()
     if args.student is None:
@@ -273,8 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     from resnet_pl import create_model
 
     student = create_model(args.student, in_chans=1, **args.student_kwargs_dict)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out_dir", "student_kwargs_dict")}
+    skip = ("out_dir", "student_kwargs_dict", "recipe")
+    settings = {k: v for k, v in vars(args).items() if k not in skip}
     settings["student_kwargs"] = args.student_kwargs_dict
+    settings["config"] = None if args.config is None else str(args.config)
+    settings["recipe"] = args.recipe
     doc = {
         "benchmark": "distillation",
         "kind": kind,

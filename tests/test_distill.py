@@ -497,17 +497,29 @@ def test_publish_and_export_only_the_student(tmp_path: Path, fashion_mnist_dir: 
 
 
 @pytest.mark.slow
-def test_benchmark_script_writes_results(tmp_path: Path, fashion_mnist_dir: Path) -> None:
-    """``benchmarks/distillation.py`` end to end at a toy size (2 steps per arm)."""
+@pytest.mark.parametrize("config", [None, "configs/fashion_mnist_fast.yaml"])
+def test_benchmark_script_writes_results(
+    tmp_path: Path, fashion_mnist_dir: Path, config: str | None
+) -> None:
+    """``benchmarks/distillation.py`` end to end at a toy size (2 steps per arm), with its
+    built-in recipe and with a committed config's."""
     from benchmarks.distillation import main as bench_main
 
+    extra = [] if config is None else ["--config", str(REPO / config)]
     code = bench_main(
         ["--max-steps", "2", "--train-subset", "256", "--test-subset", "200", "--seeds", "0",
-         "--data-dir", str(fashion_mnist_dir), "--out-dir", str(tmp_path)]
+         "--data-dir", str(fashion_mnist_dir), "--out-dir", str(tmp_path), *extra]
     )  # fmt: skip
     assert code == 0
     (path,) = tmp_path.glob("distillation-smoke-*.json")
     doc = json.loads(path.read_text())
+    recipe = doc["settings"]["recipe"]["model"]
+    if config is None:
+        assert recipe == {} and doc["settings"]["epochs"] == 15
+    else:  # the fast recipe's options reach both arms; the student arch is --student's
+        assert recipe["ema_decay"] == 0.99 and recipe["tta"] == "flip"
+        assert doc["settings"]["epochs"] == 12 and doc["settings"]["batch_size"] == 256
+        assert doc["settings"]["student"] == "resnet8"
     assert [r["arm"] for r in doc["runs"]] == ["baseline", "kd"]
     assert all(r["steps"] == 2 for r in doc["runs"])
     assert doc["teachers"][0]["n"] == 200 and doc["teachers"][0]["test_top1"] > 80

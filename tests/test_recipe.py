@@ -211,6 +211,38 @@ def test_linear_schedule_is_triangular(tmp_path: Path) -> None:
     assert all(a > b for a, b in itertools.pairwise(lrs[peak:]))
 
 
+# ---- progressive resizing --------------------------------------------------------------------
+def test_train_size_schedule_resizes_training_batches_only(tmp_path: Path) -> None:
+    """Training batches follow the schedule epoch by epoch; validation stays at full size."""
+    seen: dict[str, set[tuple[int, int, int]]] = {"train": set(), "val": set()}
+
+    class Watch(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any,
+                                 batch_idx: int) -> None:  # fmt: skip
+            seen["train"].add((trainer.current_epoch, *batch[0].shape[-2:]))
+
+        def on_validation_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any,
+                                      batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
+            seen["val"].add((trainer.current_epoch, *batch[0].shape[-2:]))
+
+    model = ResNetClassifier("resnet20", num_classes=10, model_kwargs=TINY)
+    dm = _fake(train_size_schedule=[[0, 20], [2, 24], [3, 32]])
+    trainer = _trainer(tmp_path, max_epochs=4, limit_val_batches=1, callbacks=[Watch()])
+    trainer.fit(model, dm)
+    sides = {epoch: (h, w) for epoch, h, w in seen["train"]}
+    assert sides == {0: (20, 20), 1: (20, 20), 2: (24, 24), 3: (32, 32)}
+    assert {(h, w) for _, h, w in seen["val"]} == {(32, 32)}  # fake data is 32 px
+    assert [dm.train_size(e) for e in range(5)] == [20, 20, 24, 32, 32]
+
+
+@pytest.mark.parametrize(
+    "schedule", [[[0, 4]], [[0, 20, 1]], [[-1, 20]], [[0, 20], [0, 28]], [[0, 20.5]]]
+)
+def test_bad_train_size_schedule(schedule: Any) -> None:
+    with pytest.raises(ConfigError, match="train_size_schedule"):
+        ImageDataModule("fake", train_size_schedule=schedule)
+
+
 # ---- the recipe under DDP ---------------------------------------------------------------------
 DDP_SCRIPT = """
 import sys, torch, lightning as L

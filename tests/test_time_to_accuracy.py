@@ -33,11 +33,20 @@ def test_reference_extrapolates_from_the_log(
 ) -> None:
     monkeypatch.setattr(tta, "REPO", tmp_path)
     log = _write_metrics(tmp_path / "ref.csv", [0.8, 0.9, 0.935, 0.942], 1.0)
-    est = tta.reference_estimate({"fit_wall_s": 100.0}, log, 0.94, timed_epochs=2)
-    assert est["seconds_per_epoch"] == 50.0
+    # Two timings of 2 epochs: start-up once (the fit wall), then the steady per-epoch rate
+    # from the runs' own elapsed_s, for the epochs the committed log still needed.
+    timed = [
+        {"fit_wall_s": 100.0, "curve": [{"elapsed_s": 50.0}, {"elapsed_s": 90.0}]},
+        {"fit_wall_s": 110.0, "curve": [{"elapsed_s": 55.0}, {"elapsed_s": 105.0}]},
+    ]
+    est = tta.reference_estimate(timed, log, 0.94, timed_epochs=2)
+    assert est["seconds_per_epoch"] == 45.0 and est["timed_fit_wall_s"] == 105.0
     assert est["epochs_to_target"] == 4  # 1-based: the 4th epoch reached it
-    assert est["time_to_target_s"] == 200.0
+    assert est["time_to_target_s"] == 105.0 + 2 * 45.0
     assert "extrapolated" in est["method"]
+    # One timed epoch: no steady rate; the whole fit stands for an epoch.
+    one = tta.reference_estimate([{"fit_wall_s": 60.0, "curve": []}], log, 0.94, timed_epochs=1)
+    assert one["seconds_per_epoch"] == 60.0 and one["time_to_target_s"] == 240.0
 
 
 def test_summary_mean_and_spread() -> None:

@@ -76,6 +76,27 @@ def _collate_batch(batch: Any) -> Any:
     return batch if isinstance(batch, tuple) else default_collate(batch)
 
 
+def _check_size_schedule(schedule: Sequence[Sequence[int]] | None) -> None:
+    if schedule is None:
+        return
+    for entry in schedule:
+        ok = (
+            isinstance(entry, Sequence)
+            and len(entry) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in entry)
+            and entry[0] >= 0
+            and entry[1] >= 8
+        )
+        if not ok:
+            raise ConfigError(
+                f"train_size_schedule entries must be [epoch >= 0, size >= 8] pairs of "
+                f"integers, got {entry!r} (example: [[0, 20], [8, 28]])"
+            )
+    starts = [e[0] for e in schedule]
+    if len(set(starts)) != len(starts):
+        raise ConfigError(f"train_size_schedule names an epoch twice: {list(schedule)!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # The data module
 # --------------------------------------------------------------------------------------------
@@ -114,6 +135,11 @@ class ImageDataModule(L.LightningDataModule):
         bad_files: ``imagefolder`` policy for unreadable images: ``"skip"`` (logged with a count
             and the file list) or ``"error"`` (stop, naming the file).
         fake_size: number of training images of the ``fake`` dataset.
+        train_size_schedule: progressive resizing: ``[[epoch, size], ...]`` trains from
+            ``epoch`` on at ``size`` pixels (the batch is resized on its device, antialiased,
+            before the crop), e.g. ``[[0, 20], [8, 28]]``. Epochs before the first entry and
+            every evaluation use ``image_size``; end at ``image_size`` so the last epochs
+            calibrate BatchNorm to the size the model is evaluated and deployed at.
     """
 
     def __init__(
@@ -140,6 +166,7 @@ class ImageDataModule(L.LightningDataModule):
         fake_size: int = 1024,
         crop_pct: float | None = None,
         in_chans: int | None = None,
+        train_size_schedule: Sequence[Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -184,6 +211,7 @@ class ImageDataModule(L.LightningDataModule):
         _check_norm(
             SPECS[dataset].in_chans if dataset in SPECS else in_chans or 3, norm_mean, norm_std
         )
+        _check_size_schedule(train_size_schedule)
         if dataset == "imagefolder" and data_dir is None:
             raise ConfigError("dataset 'imagefolder' needs data_dir (a folder with train/ inside)")
         self.save_hyperparameters()
@@ -434,13 +462,25 @@ class ImageDataModule(L.LightningDataModule):
         augment = self.hparams["augment"] == "standard" and self.dataset != "imagefolder"
         return batch_augment(
             x,
-            size=self.image_size,
+            size=self.train_size(self.trainer.current_epoch),
             mean=self.mean,
             std=self.std,
             crop_padding=self.hparams["crop_padding"] if augment else 0,
             hflip=augment and self._hflip,
             random_erasing=self.hparams["random_erasing"],
         )
+
+    def train_size(self, epoch: int) -> int:
+        """Side of the training images in ``epoch`` (``train_size_schedule``, else
+        ``image_size``). A function of the epoch only, so a resumed run, every DDP rank and a
+        rerun with the same seed see the same sizes."""
+        size = self.image_size
+        for start, side in sorted(
+            self.hparams.get("train_size_schedule") or (), key=lambda e: e[0]
+        ):
+            if epoch >= start:
+                size = int(side)
+        return size
 
     @property
     def _eval_geometry(self) -> Any:
