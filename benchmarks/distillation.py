@@ -31,20 +31,6 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "fma")
-
-
-def cpu_flags() -> list[str]:
-    """The CPU features that change training speed (from /proc/cpuinfo; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in CPU_FLAGS if flag in present]
-    except OSError:
-        pass
-    return []
 
 
 def default_student() -> tuple[str, dict[str, Any]]:
@@ -289,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from benchmarks.report import machine_info, versions, write_json, write_text
+    from benchmarks.report import cpu_flags, machine_info, versions, write_json, write_text
 
     args = parse_args(argv)
     resolve(args)

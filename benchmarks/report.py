@@ -55,6 +55,20 @@ def _driver_version() -> str | None:
         return out.splitlines()[0] if out else None
 
 
+def cpu_flags() -> list[str]:
+    """The SIMD flags that decide CPU speed (AVX2, AVX-512, BF16, VNNI, AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    keep = ("avx", "amx", "fma", "f16c", "vnni", "bf16", "sse4")
+                    return sorted(x for x in flags if x.startswith(keep) or "vnni" in x)
+    except OSError:
+        pass
+    return []
+
+
 def machine_info() -> dict[str, Any]:
     """Host, CPU, and (where present) GPU, driver, CUDA and cuDNN versions."""
     import torch

@@ -44,20 +44,6 @@ REFERENCE_LOG = "benchmarks/results/fashion_mnist_resnet20-metrics.csv"
 WALLCLOCK = "--trainer.callbacks+=resnet_pl.lightning.callbacks.WallClock"
 
 
-def cpu_flags() -> list[str]:
-    """The SIMD flags that decide CPU speed (AVX2, AVX-512, BF16, VNNI, AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    keep = ("avx", "amx", "fma", "f16c", "vnni", "bf16", "sse4")
-                    return sorted(x for x in flags if x.startswith(keep) or "vnni" in x)
-    except OSError:
-        pass
-    return []
-
-
 def read_curve(metrics_csv: Path) -> list[dict[str, float]]:
     """Per-validation rows ``{epoch, val_acc, elapsed_s}`` of a run's ``metrics.csv``."""
     rows = []
@@ -368,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         label, _, arg = item.partition(":")
         extras.setdefault(label, []).append(arg)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    from benchmarks.report import machine_info, versions
+    from benchmarks.report import cpu_flags, machine_info, versions
 
     started = dt.datetime.now(dt.timezone.utc)
     result: dict[str, Any] = {

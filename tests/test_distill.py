@@ -21,6 +21,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from resnet_pl import create_model, transforms
@@ -518,7 +519,9 @@ def test_benchmark_script_writes_results(
         assert recipe == {} and doc["settings"]["epochs"] == 15
     else:  # the fast recipe's options reach both arms; the student arch is --student's
         assert recipe["ema_decay"] == 0.99 and recipe["tta"] == "flip"
-        assert doc["settings"]["epochs"] == 12 and doc["settings"]["batch_size"] == 256
+        cfg = yaml.safe_load((REPO / config).read_text())
+        assert doc["settings"]["epochs"] == cfg["trainer"]["max_epochs"]
+        assert doc["settings"]["batch_size"] == cfg["data"]["batch_size"]
         assert doc["settings"]["student"] == "resnet8"
     assert [r["arm"] for r in doc["runs"]] == ["baseline", "kd"]
     assert all(r["steps"] == 2 for r in doc["runs"])

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_reliability import _env  # the same child-process environment
 
 import resnet_pl
 from resnet_pl import fileio
@@ -36,15 +37,6 @@ from resnet_pl.fileio import WriteError
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"widths": [8, 16, 32]}
 ENOSPC = os.strerror(errno.ENOSPC)  # "No space left on device"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    threads = str(torch.get_num_threads())
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, RESNET_PL_TEST_THREADS=threads)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (extra.pop("path", ""), str(REPO)) if p)
-    env.update(extra)
-    return env
 
 
 def snapshot(folder: Path) -> dict[str, str]:
