@@ -84,7 +84,12 @@ def read_recipe(path: Path | None) -> dict[str, dict[str, Any]]:
         return {"model": {}, "data": dict(_DEFAULT_DATA), "trainer": {}}
     import yaml
 
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        cfg = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise SystemExit(f"--config {path}: cannot read it as a YAML file ({err})") from None
+    if not isinstance(cfg, dict):
+        raise SystemExit(f"--config {path}: expected a LightningCLI YAML mapping")
     model = dict(cfg.get("model") or {})
     model = dict(model.get("init_args") or {}) if "class_path" in model else model
     for key in _KD_ONLY:

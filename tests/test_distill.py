@@ -548,3 +548,15 @@ def test_cli_subclass_mode_only_when_a_class_is_named(tmp_path: Path) -> None:
     assert names_model_class(["fit", "--ckpt_path", str(ckpt)])
     torch.save({"state_dict": {}, "hyper_parameters": {"arch": "x"}}, ckpt)
     assert not names_model_class(["fit", "--ckpt_path", str(ckpt)])
+
+
+@pytest.mark.parametrize("text", [None, "- a list, not a config\n", "model: [unclosed\n"])
+def test_benchmark_config_errors_name_the_file(tmp_path: Path, text: str | None) -> None:
+    """A missing, non-mapping or broken ``--config`` stops with one line naming the file."""
+    from benchmarks.distillation import read_recipe
+
+    path = tmp_path / "recipe.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit, match=f"--config {path}"):
+        read_recipe(path)
