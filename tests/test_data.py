@@ -299,3 +299,27 @@ def test_to_onnx_bare_tensor_and_tuple_after_fit(tmp_path: Path, form: str) -> N
     [out] = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(out, model(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("hparams", "expected"),
+    [
+        # What training recorded wins over the dataset's spec.
+        (
+            {"dataset": "fashion_mnist", "mean": [0.5], "std": [0.25], "input_size": [1, 20, 20]},
+            ((0.5,), (0.25,), (1, 20, 20)),
+        ),
+        # Nothing recorded: the dataset's spec.
+        ({"dataset": "fashion_mnist"}, ((0.286,), (0.353,), (1, 28, 28))),
+        # Neither: no statistics, and the caller's default side.
+        ({"dataset": "my_folder"}, (None, None, (3, 40, 40))),
+        ({}, (None, None, (3, 40, 40))),
+    ],
+)
+def test_recorded_preprocessing(hparams: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    """The one rule that publishing (``hub publish``) and distillation (a checkpoint teacher)
+    both use to find the normalisation and size a checkpoint's network expects."""
+    from resnet_pl.data.specs import recorded_preprocessing
+
+    in_chans = 1 if hparams.get("dataset") == "fashion_mnist" else 3
+    assert recorded_preprocessing(hparams, in_chans, default_side=40) == expected

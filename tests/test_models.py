@@ -170,7 +170,7 @@ def test_model_info_defaults_to_the_cfg_input_size() -> None:
 def test_list_models_covers_both_families() -> None:
     assert set(IMAGENET_FAMILY) <= set(ALL_MODELS)
     assert sorted(ALL_MODELS) == ALL_MODELS
-    assert list_models("wrn_*") == ["wrn_16_4", "wrn_16_8", "wrn_28_10", "wrn_40_4"]
+    assert list_models("wrn_*") == ["wrn_16_2", "wrn_16_4", "wrn_16_8", "wrn_28_10", "wrn_40_4"]
     assert list_models("nothing*") == []
 
 

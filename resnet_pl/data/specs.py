@@ -3,7 +3,9 @@ statistics every other module takes from here (they are written nowhere else).""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -68,3 +70,27 @@ def default_crop_pct(height: int, width: int | None = None) -> float:
     """1.0 for small inputs (<= 64 px: CIFAR/MNIST-style models see whole images), 0.875 for
     larger ones (the ImageNet convention: resize to 256, centre-crop 224)."""
     return 1.0 if max(height, width or height) <= SMALL_IMAGE_MAX else 0.875
+
+
+def recorded_preprocessing(
+    hparams: Mapping[str, Any], in_chans: int, default_side: int
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None, tuple[int, int, int]]:
+    """The ``mean``, ``std`` and ``input_size`` a trained checkpoint's network expects, from its
+    hyperparameters: what training recorded, else its dataset's spec, else ``None`` for the
+    statistics and ``(in_chans, default_side, default_side)`` for the size. Callers decide
+    what missing statistics mean (publishing and distillation both refuse, each naming its
+    own fix)."""
+    dataset = hparams.get("dataset")
+    spec = SPECS.get(str(dataset)) if dataset else None
+    mean = hparams.get("mean") or (spec.mean if spec else None)
+    std = hparams.get("std") or (spec.std if spec else None)
+    if hparams.get("input_size"):
+        c, h, w = (int(v) for v in hparams["input_size"])
+    else:
+        side = spec.image_size if spec else default_side
+        c, h, w = in_chans, side, side
+    return (
+        None if mean is None else tuple(float(v) for v in mean),
+        None if std is None else tuple(float(v) for v in std),
+        (c, h, w),
+    )

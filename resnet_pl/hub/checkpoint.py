@@ -281,34 +281,27 @@ def checkpoint_cfg(
     credit: str | None = None,
 ) -> dict[str, Any]:
     """The ``pretrained_cfg`` of a checkpoint's network (metrics and file filled in later)."""
-    from resnet_pl.data.specs import SPECS, default_crop_pct
+    from resnet_pl.data.specs import SPECS, default_crop_pct, recorded_preprocessing
 
     hp = ck.hparams
     dataset = hp.get("dataset")
     spec = SPECS.get(str(dataset)) if dataset else None
-    mean = hp.get("mean") or (spec.mean if spec else None)
-    std = hp.get("std") or (spec.std if spec else None)
+    default = get_default_cfg(ck.arch)
+    # Without a record or a known dataset, the architecture's own default side.
+    mean, std, input_size = recorded_preprocessing(
+        hp, ck.in_chans, default_side=int(default["input_size"][1])
+    )
     if mean is None or std is None:
         raise CheckpointError(
             f"{ck.path}: the checkpoint records no mean/std and its dataset {dataset!r} is not "
             f"a known one; weights without their normalisation cannot be used correctly"
         )
-    default = get_default_cfg(ck.arch)
-    input_size: tuple[int, int, int]
-    if hp.get("input_size"):
-        c, h, w = (int(v) for v in hp["input_size"])
-        input_size = (c, h, w)
-    elif spec is not None:
-        input_size = (ck.in_chans, spec.image_size, spec.image_size)
-    else:
-        _, h, w = (int(v) for v in default["input_size"])
-        input_size = (ck.in_chans, h, w)
     categories = hp.get("class_names") or (list(spec.class_names) if spec else None)
     return {
         **default,
         "architecture": ck.arch,
-        "mean": tuple(float(v) for v in mean),
-        "std": tuple(float(v) for v in std),
+        "mean": mean,
+        "std": std,
         "input_size": input_size,
         "interpolation": "bilinear",
         # The crop evaluation used (recorded by training since resnet-pl records it), else the

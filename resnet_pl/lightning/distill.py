@@ -195,28 +195,23 @@ def _check_digest(source: str, digest: str, expected: str | None) -> None:
 
 
 def _checkpoint_teacher(path: Path, digest: str) -> Teacher:
+    from resnet_pl.data.specs import recorded_preprocessing
     from resnet_pl.hub.checkpoint import CheckpointError, build_model, read_checkpoint
-    from resnet_pl.lightning.data import SPECS
+    from resnet_pl.models.registry import get_default_cfg
 
     try:
         ck = read_checkpoint(path)
         model = build_model(ck).eval()
     except CheckpointError as err:
         raise ConfigError(f"teacher: {err}") from None
-    cfg = {k: ck.hparams.get(k) for k in ("dataset", "mean", "std", "input_size")}
-    spec = SPECS.get(str(cfg.get("dataset")))
-    mean = cfg.get("mean") or (spec.mean if spec else None)
-    std = cfg.get("std") or (spec.std if spec else None)
+    in_chans = int(getattr(model, "in_chans", ck.in_chans))
+    side = int(get_default_cfg(ck.arch)["input_size"][1])
+    mean, std, size = recorded_preprocessing(ck.hparams, in_chans, default_side=side)
     if mean is None or std is None:
         raise ConfigError(
             f"teacher checkpoint {path} records no mean/std and no known dataset, so its "
             f"inputs cannot be prepared; train it with ImageDataModule or pass mean/std"
         )
-    size = cfg.get("input_size")
-    if not size:
-        in_chans = int(getattr(model, "in_chans", len(mean)))
-        side = spec.image_size if spec else 32
-        size = (in_chans, side, side)
     return Teacher(model, mean=mean, std=std, input_size=size, source=str(path), sha256=digest)
 
 
