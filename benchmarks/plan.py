@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypedDict
 
 from benchmarks import dense
 from resnet_pl.factory import model_info
@@ -481,6 +481,15 @@ def _suites() -> dict[str, Suite]:
     return {s.name: s for s in (quick, cpu, gpu, deploy)}
 
 
+class _SweepTiming(TypedDict):
+    """The per-sweep timing fields of :class:`Sweep` (None: the suite's)."""
+
+    steps: int | None
+    warmup: int | None
+    repeats: int | None
+    eval_samples: int | None
+
+
 def deploy_sweeps(
     arch: str,
     batch_sizes: tuple[int, ...],
@@ -492,7 +501,12 @@ def deploy_sweeps(
     """The deployment paths of one arch: eager fp32 (with torchvision's twin), channels_last,
     channels_last + bf16 autocast, torch.compile, and the exported fp32/fp16/int8 files in ONNX
     Runtime and OpenVINO."""
-    timing = {"steps": steps, "warmup": warmup, "repeats": repeats, "eval_samples": eval_samples}
+    timing: _SweepTiming = {
+        "steps": steps,
+        "warmup": warmup,
+        "repeats": repeats,
+        "eval_samples": eval_samples,
+    }
     a, inf = (arch,), ("infer",)
     return (
         Sweep("deploy", a, inf, batch_sizes, **timing),  # the reference row (+ twin)

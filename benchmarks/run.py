@@ -467,7 +467,7 @@ def _loadavg() -> list[float] | None:
 
 def _apply_timing_overrides(args: argparse.Namespace, cases: list[Case]) -> list[Case]:
     """Command-line --steps/--warmup/--repeats/--eval-samples win over a sweep's own."""
-    changes = {
+    changes: dict[str, Any] = {
         k: None
         for k, flag in (
             ("steps", args.steps),

@@ -302,9 +302,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
         start = max(
             ref.get("timed_fit_wall_s", 0.0) - per * result["settings"]["reference_epochs"], 0.0
         )
-        xs = [start + (c["epoch"] + 1) * per for c in ref["log_curve"]]
-        ys = [c["val_acc"] * 100 for c in ref["log_curve"]]
-        ax.plot(xs, ys, "--", color="gray", label="reference (45 epochs, extrapolated)")
+        ref_xs = [start + (c["epoch"] + 1) * per for c in ref["log_curve"]]
+        ref_ys = [c["val_acc"] * 100 for c in ref["log_curve"]]
+        ax.plot(ref_xs, ref_ys, "--", color="gray", label="reference (45 epochs, extrapolated)")
     target = result["settings"]["target"] * 100
     ax.axhline(target, color="k", lw=0.8, ls=":")
     ax.set_xlabel("wall time of fit (s)")

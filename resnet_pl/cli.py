@@ -73,7 +73,9 @@ class ResNetCLI(LightningCLI):
         # ResNetClassifier subclass. Otherwise the model's options are plain ``--model.X``.
         target = "model."
         if self.subclass_mode_model:
-            parser.set_defaults({"model": {"class_path": _class_path(self._model_class)}})
+            model_class = self._model_class
+            assert isinstance(model_class, type)  # cli_main passes a class, never a factory
+            parser.set_defaults({"model": {"class_path": _class_path(model_class)}})
             target = "model.init_args."
         parser.link_arguments("data.num_classes", f"{target}num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", f"{target}in_chans", apply_on="instantiate")

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 import torch
 from jsonargparse import ArgumentParser, Namespace
@@ -321,7 +321,7 @@ def _classify(args: Namespace) -> int:
     with ExitStack() as stack:
         # --output is written to a temporary file renamed into place at the end: a full disk,
         # an error or Ctrl-C leaves any previous file as it was and no partial one.
-        out: TextIO = (
+        out: IO[str] = (
             stack.enter_context(atomic_open(args.output, "w", newline="", encoding="utf-8"))
             if args.output
             else sys.stdout
@@ -337,7 +337,7 @@ def _classify(args: Namespace) -> int:
     return 1 if n_bad else 0
 
 
-def _classify_into(out: TextIO, clf: Any, files: list[Path], args: Namespace) -> int:
+def _classify_into(out: IO[str], clf: Any, files: list[Path], args: Namespace) -> int:
     """Write one CSV row per file to ``out``; returns the number of unreadable files."""
     from resnet_pl.deploy.runtime import FileResult
 

@@ -223,7 +223,8 @@ class ImageDataModule(L.LightningDataModule):
             "crop_pct": crop_pct or default_crop_pct(size),
         }
         self.hparams.update(resolved)
-        self._hparams_initial.update(resolved)  # type: ignore[union-attr]
+        # save_hyperparameters() sets _hparams_initial; Lightning does not declare it.
+        self._hparams_initial.update(resolved)  # type: ignore[attr-defined]
         self.dataset = dataset
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
         self.batch_size = batch_size
@@ -450,8 +451,8 @@ class ImageDataModule(L.LightningDataModule):
     def _to_model_input(self, x: Tensor) -> Tensor:
         if x.is_floating_point():
             return x
-        training = self.trainer is not None and self.trainer.training
-        if not training:
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
             # imagefolder images got the geometry in the loader workers already.
             if self.dataset != "imagefolder" and (
                 x.shape[-2:] != (self.image_size, self.image_size) or self.crop_pct != 1.0
@@ -462,7 +463,7 @@ class ImageDataModule(L.LightningDataModule):
         augment = self.hparams["augment"] == "standard" and self.dataset != "imagefolder"
         return batch_augment(
             x,
-            size=self.train_size(self.trainer.current_epoch),
+            size=self.train_size(trainer.current_epoch),
             mean=self.mean,
             std=self.std,
             crop_padding=self.hparams["crop_padding"] if augment else 0,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,10 @@ from torch import Tensor, nn
 
 from resnet_pl.lightning.errors import ConfigError
 from resnet_pl.lightning.module import ResNetClassifier
+
+if TYPE_CHECKING:
+    from lightning.fabric.utilities.data import AttributeDict
+    from typing_extensions import Self
 
 
 class TeacherMismatchError(ConfigError):
@@ -293,8 +297,11 @@ class DistillationClassifier(ResNetClassifier):
         # __dict__ so nn.Module does not register it as a child.
         self.__dict__["_teachers"] = nn.ModuleList(members).eval()
         digests = [m.sha256 for m in members]
-        for store in (self.hparams, self._hparams_initial):
-            store["teacher_sha256"] = digests  # type: ignore[index]
+        # Set by save_hyperparameters(); nn.Module.__getattr__ types undeclared attributes as
+        # Tensor | Module.
+        initial = cast("AttributeDict", self._hparams_initial)
+        for store in (self.hparams, initial):
+            store["teacher_sha256"] = digests
         self.feature_proj: nn.ModuleList | None = None
         self._student_tap = FeatureTap(training_only=True)
         self._batch_input: Tensor | None = None
@@ -306,6 +313,12 @@ class DistillationClassifier(ResNetClassifier):
     def teachers(self) -> nn.ModuleList:
         """The frozen teachers (not part of ``state_dict`` or ``parameters()``)."""
         return self.__dict__["_teachers"]
+
+    def _teacher_list(self) -> list[Teacher]:
+        """:attr:`teachers` as ``Teacher`` objects (a ``ModuleList`` iterates as plain modules)."""
+        members = [t for t in self.teachers if isinstance(t, Teacher)]
+        assert len(members) == len(self.teachers)  # it holds nothing but Teacher modules
+        return members
 
     def _check_teachers(self, members: list[Teacher]) -> None:
         n, c = self.hparams["num_classes"], self.hparams["in_chans"]
@@ -344,10 +357,11 @@ class DistillationClassifier(ResNetClassifier):
             teachers._apply(fn)
         return self
 
-    def unfreeze(self) -> None:
+    def unfreeze(self) -> Self:
         super().unfreeze()
         for p in self.teachers.parameters():
             p.requires_grad_(False)
+        return self
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The student's groups, plus the feature projections at the full learning rate (weight
@@ -416,7 +430,7 @@ class DistillationClassifier(ResNetClassifier):
         if s is None or self.feature_proj is None:
             raise RuntimeError("no student feature was kept: call self(x) in training mode first")
         losses = []
-        for proj, teacher in zip(self.feature_proj, self.teachers, strict=True):
+        for proj, teacher in zip(self.feature_proj, self._teacher_list(), strict=True):
             target = teacher.tap.pop() if teacher.tap is not None else None
             if target is None:
                 raise RuntimeError(f"teacher {teacher.source} kept no feature map")
@@ -465,9 +479,10 @@ class DistillationClassifier(ResNetClassifier):
         """Refuse a checkpoint trained with other teachers than the ones loaded now (a model
         built in Python and given ``ckpt_path`` does not pass ``teacher_sha256`` itself)."""
         recorded = (checkpoint.get("hyper_parameters") or {}).get("teacher_sha256")
-        current = [t.sha256 for t in self.teachers]
+        teachers = self._teacher_list()
+        current = [t.sha256 for t in teachers]
         if recorded is not None and list(recorded) != current:
-            sources = ", ".join(t.source for t in self.teachers)
+            sources = ", ".join(t.source for t in teachers)
             raise TeacherMismatchError(
                 f"the checkpoint was trained with teachers of sha256 {list(recorded)}, but the "
                 f"teachers loaded now ({sources}) have {current}: restore the original teacher "

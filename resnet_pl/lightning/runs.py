@@ -150,7 +150,7 @@ class RunCSVLogger(CSVLogger):
 def run_loggers(version_dir: Path, resume_step: int | None = None) -> list[Any]:
     """CSV + TensorBoard logs in ``version_dir``; a resumed run (``resume_step`` given) drops
     what the interrupted one logged after that step (TensorBoard's ``purge_step``)."""
-    purge = {} if resume_step is None else {"purge_step": resume_step + 1}
+    purge: dict[str, Any] = {} if resume_step is None else {"purge_step": resume_step + 1}
     return [
         RunCSVLogger(version_dir, resume_step),
         AtomicTensorBoardLogger(
