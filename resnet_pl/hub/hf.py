@@ -658,7 +658,7 @@ def render_card_body(config: Mapping[str, Any], *, weights_name: str | None = No
         "ONNX export: `resnet-pl export --help`, or directly:",
         "",
         "```python",
-        "c, h, w = model.pretrained_cfg['input_size']",
+        'c, h, w = model.pretrained_cfg["input_size"]',
         'torch.onnx.export(model, torch.zeros(1, c, h, w), "model.onnx", dynamo=True)',
         "```",
         "",
