@@ -21,9 +21,9 @@ from PIL import Image
 from torch import nn
 
 import resnet_pl
+from resnet_pl.cli.deploy import main
 from resnet_pl.data import preprocess_uint8, resolve_data_cfg
 from resnet_pl.deploy import ImageLoadError, eval_transform, load_image, read_metadata
-from resnet_pl.deploy.cli import main
 from resnet_pl.deploy.sample_images import main as sample_main
 
 FASHION_CLASSES = [

@@ -268,7 +268,7 @@ def fm_onnx(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Path) -
 def _classify(argv: list[str], tmp_path: Path) -> list[str]:
     import csv
 
-    from resnet_pl.deploy.cli import main
+    from resnet_pl.cli.deploy import main
 
     out = tmp_path / "pred.csv"
     assert main(["classify", *argv, "--output", str(out), "--threads", "1"]) == 0
@@ -291,7 +291,7 @@ def test_classify_runtime_openvino_matches_onnxruntime(
 def test_classify_runtime_openvino_absent(
     fm_onnx: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from resnet_pl.deploy.cli import main
+    from resnet_pl.cli.deploy import main
 
     monkeypatch.setitem(sys.modules, "openvino", None)
     code = main(["classify", str(fm_onnx["images"]), "--model", str(fm_onnx["onnx"]),

@@ -469,7 +469,7 @@ def test_injected_enospc_export_blames_the_disk(
 HOOKS = """
 import sys, time
 import resnet_pl.deploy.onnx_export as onnx_export
-import resnet_pl.deploy.cli as deploy_cli
+import resnet_pl.cli.deploy as deploy_cli
 from resnet_pl.cli import main
 
 # Report that the work is under way, then give the test time to press Ctrl-C.

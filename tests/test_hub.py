@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 import resnet_pl
 from resnet_pl import create_model, list_models, list_pretrained
+from resnet_pl.cli.hub import main as hub_main
 from resnet_pl.hub import (
     UnknownWeightsError,
     WeightsEntry,
@@ -37,7 +38,6 @@ from resnet_pl.hub import (
     register_weights,
     remove_weights,
 )
-from resnet_pl.hub.cli import main as hub_main
 from resnet_pl.hub.hf import fp32_state_dict
 from resnet_pl.hub.pretrained import cache_path, check_safetensors, sidecar_path
 from resnet_pl.hub.weights import REQUIRED_CFG_KEYS, SHIPPED_DIR, read_record, write_record

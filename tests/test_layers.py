@@ -39,9 +39,6 @@ LAYER_OF_PREFIX = {
     "resnet_pl.deploy": 4,
     "resnet_pl.backbones": 4,
     "resnet_pl.cli": 5,
-    "resnet_pl.cliutil": 5,
-    "resnet_pl.hub.cli": 5,
-    "resnet_pl.deploy.cli": 5,
 }
 LAYER_NAMES = ["errors", "models/data", "hub", "factory", "lightning/deploy", "cli"]
 

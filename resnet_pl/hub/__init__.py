@@ -7,7 +7,7 @@
 - :func:`transforms`: the evaluation preprocessing of a ``pretrained_cfg``.
 - :func:`save_pretrained` / :func:`from_pretrained` / :func:`push_to_hub` (also methods of
   :class:`resnet_pl.ResNet`): Hugging Face Hub-style folders.
-- ``resnet-pl hub ...``: the command line (:mod:`resnet_pl.hub.cli`).
+- ``resnet-pl hub ...``: the command line (:mod:`resnet_pl.cli.hub`).
 
 Heavy modules (safetensors, huggingface_hub, Lightning) are imported only when used.
 """

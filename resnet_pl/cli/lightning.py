@@ -1,10 +1,8 @@
-"""The ``resnet-pl`` command.
+"""``resnet-pl fit|validate|test|predict``: training and evaluation through LightningCLI.
 
-- ``resnet-pl fit|validate|test|predict ...``: training and evaluation through LightningCLI
-  (``--config configs/fashion_mnist_resnet20.yaml``; every option has ``--help``).
-- ``resnet-pl hub ...``: list, inspect and verify pretrained weights; convert checkpoints.
-- ``resnet-pl export ...`` / ``resnet-pl classify ...``: ONNX export and prediction on files.
-- ``resnet-pl benchmark ...``: the throughput suite (``python -m benchmarks.run``).
+Every option comes from the signatures of :class:`~resnet_pl.lightning.module.ResNetClassifier`,
+:class:`~resnet_pl.lightning.data.ImageDataModule` and Lightning's ``Trainer``
+(``resnet-pl fit --help``); ``--config configs/fashion_mnist_resnet20.yaml`` reads a YAML file.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from typing import Any
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from resnet_pl.cli import EXIT_INTERRUPTED
 from resnet_pl.errors import ResNetPLError
 from resnet_pl.fileio import WRITE_ERRNOS, WriteError
 from resnet_pl.lightning import runs
@@ -41,23 +40,6 @@ from resnet_pl.lightning.loggers import (
     AtomicSaveConfigCallback,
 )
 from resnet_pl.lightning.module import ResNetClassifier
-
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-USAGE = """usage: resnet-pl COMMAND [options]
-
-Train, evaluate, export and benchmark residual networks.
-
-commands:
-  fit | validate | test | predict   train / evaluate with Lightning (resnet-pl fit --help)
-  hub                               pretrained weights: list, info, verify, export-checkpoint
-  export                            export a model to ONNX, verified against PyTorch
-  classify                          classify image files with a model, checkpoint or ONNX file
-  benchmark                         throughput suite (same as python -m benchmarks.run);
-                                    benchmark time-to-accuracy: train recipes, accuracy vs time
-
-example:
-  resnet-pl fit --config configs/fashion_mnist_resnet20.yaml --trainer.max_epochs 1
-"""
 
 
 class ResNetCLI(LightningCLI):
@@ -329,9 +311,6 @@ def cli_main(
     )
 
 
-EXIT_INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
-
-
 def _interrupt_outside_training(signum: int, frame: Any) -> None:
     # Ctrl-C while no training step runs (setup, data loading, sanity check, evaluation):
     # nothing half-done needs saving; stop now, as a TrainingInterrupted so that Lightning
@@ -339,7 +318,7 @@ def _interrupt_outside_training(signum: int, frame: Any) -> None:
     raise TrainingInterrupted("interrupted (Ctrl-C); no training step was in progress")
 
 
-def _lightning_main(argv: list[str]) -> int:
+def lightning_main(argv: list[str]) -> int:
     """Run a Lightning subcommand. A bad option or one of our own errors becomes one line,
     ``resnet-pl: error: ...``, instead of a page of usage or a traceback: exit 2 for bad
     input, 1 for a training fault such as a NaN loss or a file that could not be written
@@ -384,60 +363,3 @@ def _lightning_main(argv: list[str]) -> int:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     return 0
-
-
-def main(args: list[str] | None = None) -> int:
-    """Entry point of the ``resnet-pl`` console script."""
-    try:
-        return _main(args)
-    except KeyboardInterrupt:
-        # Ctrl-C in hub, export, classify: their outputs are written through temporary files,
-        # so nothing partial is left; one line, the shell's status for SIGINT.
-        print("resnet-pl: interrupted (Ctrl-C); no partial output was left", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # `resnet-pl classify ... | head`: the reader left; that is not an error.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-def _main(args: list[str] | None = None) -> int:
-    """Dispatch one subcommand; see USAGE."""
-    argv = list(sys.argv[1:] if args is None else args)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0 if argv else 2
-    command = argv[0]
-    if command in LIGHTNING_COMMANDS:
-        return _lightning_main(argv)
-    if command == "hub":
-        from resnet_pl.hub.cli import main as hub_main
-
-        return hub_main(argv[1:])
-    if command in ("export", "classify"):
-        from resnet_pl.deploy.cli import main as deploy_main
-
-        return deploy_main(argv)
-    if command == "benchmark":
-        try:
-            if argv[1:2] == ["time-to-accuracy"]:
-                from benchmarks.time_to_accuracy import main as tta_main
-
-                return tta_main(argv[2:])
-            from benchmarks.run import main as bench_main
-        except ImportError:
-            print(
-                "resnet-pl benchmark needs the repository's benchmarks/ folder: run it from a "
-                "clone, or use python -m benchmarks.run",
-                file=sys.stderr,
-            )
-            return 2
-        return bench_main(argv[1:])
-    print(f"resnet-pl: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser, Namespace
 
-from resnet_pl.cliutil import accept_dashed, new_parser, parse
+from resnet_pl.cli.util import accept_dashed, new_parser, parse
 from resnet_pl.errors import ResNetPLError
 from resnet_pl.fileio import WriteError
 from resnet_pl.hub.weights import (

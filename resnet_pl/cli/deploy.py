@@ -19,7 +19,7 @@ from typing import IO, Any
 import torch
 from jsonargparse import ArgumentParser, Namespace
 
-from resnet_pl.cliutil import accept_dashed, new_parser, parse
+from resnet_pl.cli.util import accept_dashed, new_parser, parse
 from resnet_pl.data import IMAGE_SUFFIXES
 from resnet_pl.errors import ResNetPLError
 from resnet_pl.fileio import WriteError, atomic_open, write_text
