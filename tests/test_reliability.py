@@ -702,7 +702,8 @@ def test_cli_huge_learning_rate_is_one_line_error(
     step, and every checkpoint on disk holds finite weights."""
     code = main(
         ["fit", "--data.dataset", "fake", "--data.fake_size", "192", "--data.batch_size", "16",
-         "--model.model_kwargs", TINY, "--model.optim.lr", "1e10", "--model.optim.scheduler", "none",
+         "--model.model_kwargs", TINY, "--model.optim.lr", "1e10",
+         "--model.optim.scheduler", "none",
          "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
          "--checkpoint_every_n_steps", "1", "--run_root", str(tmp_path)]
     )  # fmt: skip

@@ -28,18 +28,25 @@ from resnet_pl.lightning import DistillationClassifier, ResNetClassifier  # noqa
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 COMMON = [
-    "--trainer.max_epochs", "1",
-    "--trainer.max_steps", "2",
-    "--trainer.precision", "32",
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.limit_val_batches", "1",
-    "--checkpoint_every_n_steps", "0",
-]  # fmt: skip
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.max_steps",
+    "2",
+    "--trainer.precision",
+    "32",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.limit_val_batches",
+    "1",
+    "--checkpoint_every_n_steps",
+    "0",
+]
 
 
 def fit(config: str, name: str, root: Path, extra: list[str]) -> Path:
-    cli_main(["fit", "--config", config, "--run_root", str(root), "--run_name", name,
-              *COMMON, *extra])  # fmt: skip
+    cli_main(
+        ["fit", "--config", config, "--run_root", str(root), "--run_name", name, *COMMON, *extra]
+    )
     found = sorted((root / name).glob("version_*/checkpoints/last.ckpt"))
     assert found, f"no last.ckpt for {name}"
     out = HERE / f"{name}.ckpt"
@@ -53,12 +60,27 @@ def python_fit(root: Path) -> Path:
 
     from resnet_pl.lightning import ImageDataModule
 
-    model = ResNetClassifier("resnet8", model_kwargs={"widths": [4, 8, 16]}, optimizer="adamw",
-                             lr=0.01, scheduler="step", step_milestones=[1], cutmix_alpha=0.5,
-                             norm_bias_lr_scale=4.0, tta="shift")  # fmt: skip
+    model = ResNetClassifier(
+        "resnet8",
+        model_kwargs={"widths": [4, 8, 16]},
+        optimizer="adamw",
+        lr=0.01,
+        scheduler="step",
+        step_milestones=[1],
+        cutmix_alpha=0.5,
+        norm_bias_lr_scale=4.0,
+        tta="shift",
+    )
     dm = ImageDataModule("fake", fake_size=64, batch_size=16, image_size=16, num_workers=0)
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, default_root_dir=root, limit_val_batches=1)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=root,
+        limit_val_batches=1,
+    )
     trainer.fit(model, dm)
     out = HERE / "python.ckpt"
     trainer.save_checkpoint(out)
@@ -79,20 +101,60 @@ def image_folder(root: Path) -> Path:
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp())
-    fm = ["--data.data_dir", FASHION, "--data.train_subset", "128", "--data.val_subset", "64",
-          "--data.batch_size", "32"]  # fmt: skip
+    fm = [
+        "--data.data_dir",
+        FASHION,
+        "--data.train_subset",
+        "128",
+        "--data.val_subset",
+        "64",
+        "--data.batch_size",
+        "32",
+    ]
     tiny = ["--model.model_kwargs", '{"widths": [4, 8, 16]}']
     made = {
         "fast": fit("configs/fashion_mnist_fast.yaml", "fast", tmp, [*fm, *tiny]),
-        "resnet20": fit("configs/fashion_mnist_resnet20.yaml", "resnet20", tmp, [*fm, *tiny,
-                        "--model.mixup_alpha", "0.2", "--model.freeze_backbone_epochs", "0",
-                        "--model.backbone_lr_scale", "0.5"]),  # fmt: skip
-        "kd": fit("configs/fashion_mnist_kd.yaml", "kd", tmp, [*fm, *tiny,
-                  "--model.init_args.feature_weight", "0.5"]),  # fmt: skip
-        "imagefolder": fit("configs/imagefolder_resnet50.yaml", "imagefolder", tmp, [
-            "--data.data_dir", str(image_folder(tmp)), "--data.image_size", "32",
-            "--data.batch_size", "4", "--data.num_workers", "0",
-            "--model.arch", "resnet8", "--model.pretrained", "false", *tiny]),  # fmt: skip
+        "resnet20": fit(
+            "configs/fashion_mnist_resnet20.yaml",
+            "resnet20",
+            tmp,
+            [
+                *fm,
+                *tiny,
+                "--model.mixup_alpha",
+                "0.2",
+                "--model.freeze_backbone_epochs",
+                "0",
+                "--model.backbone_lr_scale",
+                "0.5",
+            ],
+        ),
+        "kd": fit(
+            "configs/fashion_mnist_kd.yaml",
+            "kd",
+            tmp,
+            [*fm, *tiny, "--model.init_args.feature_weight", "0.5"],
+        ),
+        "imagefolder": fit(
+            "configs/imagefolder_resnet50.yaml",
+            "imagefolder",
+            tmp,
+            [
+                "--data.data_dir",
+                str(image_folder(tmp)),
+                "--data.image_size",
+                "32",
+                "--data.batch_size",
+                "4",
+                "--data.num_workers",
+                "0",
+                "--model.arch",
+                "resnet8",
+                "--model.pretrained",
+                "false",
+                *tiny,
+            ],
+        ),
     }
     made["python"] = python_fit(tmp)
     records = {}
