@@ -368,7 +368,7 @@ def test_per_rank_sampler_state_resumes_each_rank_exactly() -> None:
     disjoint share of the (seed, epoch) order, all ranks together the whole order (padded by
     wrapping); a state saved after k batches resumes every rank at its own next batch; resumed
     on 1 rank instead of 2, the remaining samples are exactly the ones not yet drawn."""
-    from resnet_pl.lightning.data import TensorImageDataset, _collate_batch
+    from resnet_pl.lightning.datamodules.tensor import TensorImageDataset, collate_batch
 
     n, batch = 101, 8
     ds = TensorImageDataset(torch.zeros(n, 1, 1, 1), torch.arange(n))
@@ -376,7 +376,7 @@ def test_per_rank_sampler_state_resumes_each_rank_exactly() -> None:
     def loader(rank: int, ranks: int = 2) -> ResumableDataLoader:
         return ResumableDataLoader(
             ds, batch, seed=5, drop_last=True, num_replicas=ranks, rank=rank,
-            collate_fn=_collate_batch,
+            collate_fn=collate_batch,
         )  # fmt: skip
 
     order = EpochShuffleSampler(n, 5).permutation(3)
@@ -1394,13 +1394,13 @@ def test_loader_resumes_at_the_saved_batch(workers: int) -> None:
     batches are exactly those of the uninterrupted epoch, also with worker processes; a
     second interruption in the same epoch resumes correctly too; the order of an epoch
     depends on (seed, epoch) only."""
-    from resnet_pl.lightning.data import TensorImageDataset, _collate_batch
+    from resnet_pl.lightning.datamodules.tensor import TensorImageDataset, collate_batch
 
     ds = TensorImageDataset(torch.arange(100).view(100, 1, 1, 1), torch.arange(100))
 
     def loader() -> ResumableDataLoader:
         return ResumableDataLoader(
-            ds, 8, seed=3, drop_last=True, num_workers=workers, collate_fn=_collate_batch
+            ds, 8, seed=3, drop_last=True, num_workers=workers, collate_fn=collate_batch
         )
 
     full = loader()
