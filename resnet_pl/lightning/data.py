@@ -122,29 +122,9 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
             calibrate BatchNorm to the size the model is evaluated and deployed at.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is not ImageDataModule:  # a subclass of the front door: an ordinary class
-            return super().__new__(cls)
-        bound = inspect.signature(ImageDataModule.__init__).bind(None, *args, **kwargs)
-        bound.apply_defaults()
-        options = dict(bound.arguments)
-        options.pop("self")
-        target = data_module_class(options["dataset"])
-        accepted = inspect.signature(target.__init__).parameters
-        defaults = inspect.signature(ImageDataModule.__init__).parameters
-        for name in [k for k in options if k not in accepted]:
-            value = options.pop(name)
-            if value != defaults[name].default:
-                warnings.warn(
-                    f"{name}={value!r} has no effect with dataset {options['dataset']!r} "
-                    f"({target.__name__})",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        return target(**options)
-
-    def __init__(
-        self,
+    # jsonargparse (and so LightningCLI) reads the options from __new__'s signature.
+    def __new__(
+        cls,
         dataset: str = "fashion_mnist",
         data_dir: str | None = None,
         batch_size: int = 128,
@@ -168,9 +148,27 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
         crop_pct: float | None = None,
         in_chans: int | None = None,
         train_size_schedule: Sequence[Sequence[int]] | None = None,
-    ) -> None:
+    ) -> Any:
+        options = {k: v for k, v in locals().items() if k not in ("cls", "__class__")}
+        if cls is not ImageDataModule:  # a subclass of the front door: refused in __init__
+            return ImageDataBase.__new__(cls)
+        target = data_module_class(options["dataset"])
+        accepted = inspect.signature(target.__init__).parameters
+        defaults = inspect.signature(ImageDataModule.__new__).parameters
+        for name in [k for k in options if k not in accepted]:
+            value = options.pop(name)
+            if value != defaults[name].default:
+                warnings.warn(
+                    f"{name}={value!r} has no effect with dataset {options['dataset']!r} "
+                    f"({target.__name__})",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return target(**options)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Only a subclass of the front door gets here: ImageDataModule(...) itself returns the
-        # registered data module, built by __new__ with these options.
+        # registered data module, built by __new__.
         raise TypeError(
             f"{type(self).__name__}: ImageDataModule is the front door that picks a data "
             f"module by dataset name; subclass the data path instead (TensorDataModule, "
