@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from importlib import import_module
 from typing import Any, Literal
 
+import lightning as L
+
 from resnet_pl.data.errors import DataNotFoundError
 from resnet_pl.data.specs import SPECS
 from resnet_pl.lightning.datamodules.base import ImageDataBase
@@ -49,14 +51,16 @@ _TENSOR = "resnet_pl.lightning.datamodules.tensor:TensorDataModule"
 _FOLDER = "resnet_pl.lightning.datamodules.folder:FolderDataModule"
 
 #: Dataset name -> the data module that serves it ("package.module:Class", imported when used).
-#: A new data path is one line here; its class subclasses ImageDataBase and takes ``dataset``.
+#: A new data path is one line here: a LightningDataModule taking ``dataset`` (best on
+#: ImageDataBase, which gives it the shared options and the model's metadata properties); the
+#: front door passes it the options its ``__init__`` names.
 DATA_MODULES: dict[str, str] = {
     **{name: _TENSOR for name in SPECS},
     "imagefolder": _FOLDER,
 }
 
 
-def data_module_class(dataset: str) -> type[ImageDataBase]:
+def data_module_class(dataset: str) -> type[L.LightningDataModule]:
     """The data module class registered for ``dataset`` (:data:`DATA_MODULES`)."""
     target = DATA_MODULES.get(dataset)
     if target is None:
@@ -67,7 +71,7 @@ def data_module_class(dataset: str) -> type[ImageDataBase]:
         )
     module, _, name = target.partition(":")
     cls = getattr(import_module(module), name)
-    assert isinstance(cls, type) and issubclass(cls, ImageDataBase), target
+    assert isinstance(cls, type) and issubclass(cls, L.LightningDataModule), target
     return cls
 
 
@@ -154,6 +158,8 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
             return ImageDataBase.__new__(cls)
         target = data_module_class(options["dataset"])
         accepted = inspect.signature(target.__init__).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            return target(**options)
         defaults = inspect.signature(ImageDataModule.__new__).parameters
         for name in [k for k in options if k not in accepted]:
             value = options.pop(name)
