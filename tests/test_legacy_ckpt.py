@@ -73,6 +73,8 @@ def test_groups_are_plain_values_and_one_field_each() -> None:
             seen[f.name] = group
     assert legacy_names(ALL_GROUPS)["lr"] == "optim"
     params = [p for p in inspect.signature(ResNetClassifier.__init__).parameters if p != "self"]
+    top = {*params, *inspect.signature(DistillationClassifier.__init__).parameters}
+    assert not top & seen.keys(), "a field named like a top-level argument would be moved"
     assert len([p for p in params if p != "legacy"]) <= 13
     model = ResNetClassifier("resnet8", model_kwargs={"widths": [4, 8, 16]}, optim={"lr": 0.3})
     for group in ALL_GROUPS.keys() - {"distill"}:
