@@ -135,7 +135,7 @@ def test_two_runs_one_name_side_by_side_each_resume_their_own(
     lrs = set()
     for folder in folders:
         config = yaml.safe_load((folder / "config.yaml").read_text())
-        lr = config["model"]["lr"]
+        lr = config["model"]["optim"]["lr"]
         lrs.add(lr)
         names = {p.name for p in (folder / "checkpoints").iterdir()}
         assert {"last.ckpt", "last_step.ckpt"} <= names
@@ -152,7 +152,7 @@ def test_two_runs_one_name_side_by_side_each_resume_their_own(
     config = tmp_path / "capture.yaml"
     config.write_text("trainer:\n  callbacks:\n    - class_path: start_state.StartState\n")
     for folder in folders:  # each resumes its own state, in its own folder
-        lr = str(yaml.safe_load((folder / "config.yaml").read_text())["model"]["lr"])
+        lr = str(yaml.safe_load((folder / "config.yaml").read_text())["model"]["optim"]["lr"])
         last = folder / "checkpoints" / "last.ckpt"
         saved = torch.load(last, weights_only=True)
         cli = cli_main(
