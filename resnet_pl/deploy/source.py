@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-import resnet_pl
 from resnet_pl.factory import create_model
 from resnet_pl.hub.checkpoint import CheckpointError, read_checkpoint
 from resnet_pl.hub.pretrained import sha256_file
 from resnet_pl.models.registry import split_name
+from resnet_pl.version import __version__
 
 ModelSource = nn.Module | str | Path
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
@@ -138,6 +138,6 @@ def base_metadata(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "dataset": cfg.get("dataset"),
         "source_weights": cfg.get("source_weights"),
         "weights_sha256": cfg.get("weights_sha256"),
-        "resnet_pl_version": resnet_pl.__version__,
+        "resnet_pl_version": __version__,
         "torch_version": torch.__version__,
     }
