@@ -481,7 +481,7 @@ def test_help_explains_the_command(command: str, capsys: pytest.CaptureFixture[s
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
     summary = "Export to ONNX" if command == "export" else "Classify image files"
-    assert summary in out and ("--top_k" in out or "--input_size" in out)
+    assert summary in out and ("--top_k" in out or "--input_shape" in out)
 
 
 def test_unknown_option_is_one_line_naming_help(capsys: pytest.CaptureFixture[str]) -> None:
