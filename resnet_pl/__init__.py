@@ -4,7 +4,10 @@ Every public name below is imported on first use, so ``import resnet_pl`` (and t
 hubconf) stays light, and importing a lower layer (``resnet_pl.models``) never drags in a higher
 one (the weights hub, Lightning, ONNX or ``huggingface_hub``). The layers, bottom to top::
 
-    errors  <-  models  <-  hub  <-  factory (create_model)  <-  lightning / deploy  <-  cli
+    errors  <-  models / data  <-  hub  <-  factory (create_model)  <-  lightning / deploy
+           <-  bench (the benchmark engine)  <-  cli
+
+(docs/architecture.md; ``tests/test_layers.py`` enforces it).
 """
 
 from __future__ import annotations
