@@ -123,6 +123,15 @@ def test_lightning_and_deploy_do_not_import_each_other() -> None:
             assert not bad, f"{module_name(path)} imports {bad}"
 
 
+def test_runtimes_read_metadata_without_the_export_orchestrator() -> None:
+    """deploy/runtime.py reads a file's metadata through deploy/metadata.py; it imports the
+    export pipeline only inside the one function that exports (classify --backend onnx on a
+    checkpoint)."""
+    found = imports_of(PACKAGE / "deploy" / "runtime.py")
+    assert ("resnet_pl.deploy.metadata", True) in found
+    assert not [t for t, top in found if top and t == "resnet_pl.deploy.onnx_export"]
+
+
 THIRD_PARTY_ABOVE_MODELS = ["lightning", "pytorch_lightning", "onnx", "onnxruntime"]
 RUNTIME_CASES = {
     # statement run in a fresh interpreter: module prefixes that must NOT be loaded after it
