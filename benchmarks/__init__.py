@@ -1,15 +1,15 @@
-"""Throughput, latency and memory benchmarks for resnet-pl, each row beside torchvision's twin.
+"""The repository's benchmarks: suites' committed results and the studies.
 
-Run ``python -m benchmarks.run --help`` from the repository root. The package splits into:
+The measuring and reporting engine ships with the package, in :mod:`resnet_pl.bench` (suites as
+data in ``resnet_pl/bench/suites.json``, planning, measuring, aggregation, reports; run it with
+``resnet-pl benchmark --suite quick``). This folder keeps what only a clone needs:
 
-- :mod:`benchmarks.plan`: suites -> the list of cases to measure (no torch work, so a GPU plan
-  can be checked on a CPU machine with ``--dry-run``);
-- :mod:`benchmarks.measure`: builds the models and times them (eager, ``torch.compile``, CUDA
-  graphs, ONNX Runtime), ours and torchvision's interleaved;
-- :mod:`benchmarks.aggregate`: pure functions from raw timings to the reported numbers
-  (percentiles, images/s, TFLOP/s, MFU, ratios), tested with known timings;
-- :mod:`benchmarks.report`: machine description, JSON, markdown and plots;
-- :mod:`benchmarks.model_table`: the parameter/FLOP table of every architecture (no timing).
+- ``results/``: the committed results of the suites and studies;
+- the studies: :mod:`benchmarks.time_to_accuracy`, :mod:`benchmarks.distillation`,
+  :mod:`benchmarks.loader_overhead`, :mod:`benchmarks.model_table`;
+- ``python -m benchmarks.run``: the package's suite runner, writing to ``results/``;
+- ``benchmarks/gpu_run.sh``: the GPU suite on a fresh CUDA machine in one command.
 
-``benchmarks/gpu_run.sh`` runs the GPU suite on a fresh CUDA machine in one command.
+``benchmarks.plan``, ``.measure``, ``.aggregate``, ``.report``, ``.dense`` and ``.deploy`` are
+the package's modules under their old names (for the studies and scripts that import them).
 """

@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from benchmarks.report import cpu_flags, machine_info, versions, write_json, write_text
+    from resnet_pl.bench.report import cpu_flags, machine_info, versions, write_json, write_text
 
     args = parse_args(argv)
     resolve(args)

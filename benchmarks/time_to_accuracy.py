@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         label, _, arg = item.partition(":")
         extras.setdefault(label, []).append(arg)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    from benchmarks.report import cpu_flags, machine_info, versions
+    from resnet_pl.bench.report import cpu_flags, machine_info, versions
 
     started = dt.datetime.now(dt.timezone.utc)
     result: dict[str, Any] = {

@@ -4,7 +4,10 @@ Every public name below is imported on first use, so ``import resnet_pl`` (and t
 hubconf) stays light, and importing a lower layer (``resnet_pl.models``) never drags in a higher
 one (the weights hub, Lightning, ONNX or ``huggingface_hub``). The layers, bottom to top::
 
-    errors  <-  models  <-  hub  <-  factory (create_model)  <-  lightning / deploy  <-  cli
+    errors  <-  models / data  <-  hub  <-  factory (create_model)  <-  lightning / deploy
+           <-  bench (the benchmark engine)  <-  cli
+
+(docs/architecture.md; ``tests/test_layers.py`` enforces it).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from resnet_pl.version import __version__
 
 if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and IDEs
     from resnet_pl.deploy import export_onnx
@@ -29,41 +32,11 @@ if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and IDEs
         UnknownModelError,
         get_default_cfg,
         list_models,
-        preact_resnet18,
-        preact_resnet20,
-        preact_resnet34,
-        preact_resnet50,
-        preact_resnet110,
-        preact_resnet164,
-        preact_resnet1001,
         register_model,
-        resnet8,
-        resnet8x4,
-        resnet14,
-        resnet18,
-        resnet20,
-        resnet32,
-        resnet32x4,
-        resnet34,
-        resnet44,
-        resnet50,
-        resnet56,
-        resnet101,
-        resnet110,
-        resnet152,
-        resnet1202,
-        resnext50_32x4d,
-        resnext101_32x8d,
-        resnext101_64x4d,
-        wide_resnet50_2,
-        wide_resnet101_2,
-        wrn_16_2,
-        wrn_16_4,
-        wrn_16_8,
-        wrn_28_10,
-        wrn_40_4,
     )
+    from resnet_pl.models.builders import *  # noqa: F403  (one builder per registered name)
 
+# Names other than the architectures, and the module each is imported from on first use.
 _LAZY = {
     "ResNetPLError": "resnet_pl.errors",
     "create_model": "resnet_pl.factory",
@@ -84,107 +57,33 @@ _LAZY = {
             "UnknownModelError",
             "get_default_cfg",
             "list_models",
-            "preact_resnet1001",
-            "preact_resnet110",
-            "preact_resnet164",
-            "preact_resnet18",
-            "preact_resnet20",
-            "preact_resnet34",
-            "preact_resnet50",
             "register_model",
-            "resnet101",
-            "resnet110",
-            "resnet1202",
-            "resnet14",
-            "resnet152",
-            "resnet18",
-            "resnet20",
-            "resnet32",
-            "resnet32x4",
-            "resnet34",
-            "resnet44",
-            "resnet50",
-            "resnet56",
-            "resnet8",
-            "resnet8x4",
-            "resnext101_32x8d",
-            "resnext101_64x4d",
-            "resnext50_32x4d",
-            "wide_resnet101_2",
-            "wide_resnet50_2",
-            "wrn_16_2",
-            "wrn_16_4",
-            "wrn_16_8",
-            "wrn_28_10",
-            "wrn_40_4",
         ),
         "resnet_pl.models",
     ),
 }
+# The architecture builders (``resnet_pl.resnet20`` ...) are not listed here: they are the
+# registry's names, ``resnet_pl.models.builders.__all__``, read when first asked for (that
+# imports torch, which ``import resnet_pl`` alone does not).
+_ARCHS = "resnet_pl.models.builders"
+
+
+def _arch_names() -> list[str]:
+    return list(importlib.import_module(_ARCHS).__all__)
 
 
 def __getattr__(name: str) -> object:
-    if name in _LAZY:
+    if name == "__all__":
+        value: object = ["__version__", *sorted(_LAZY), *_arch_names()]
+    elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'resnet_pl' has no attribute {name!r}")
+    elif not name.startswith("_") and name in _arch_names():
+        value = getattr(importlib.import_module(_ARCHS), name)
+    else:
+        raise AttributeError(f"module 'resnet_pl' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
-
-__all__ = [
-    "__version__",
-    "BasicBlock",
-    "Bottleneck",
-    "DistillationClassifier",
-    "ImageDataModule",
-    "PreActBasicBlock",
-    "PreActBottleneck",
-    "ResNet",
-    "ResNetClassifier",
-    "ResNetPLError",
-    "UnknownModelError",
-    "create_model",
-    "export_onnx",
-    "get_default_cfg",
-    "list_models",
-    "list_pretrained",
-    "model_info",
-    "preact_resnet1001",
-    "preact_resnet110",
-    "preact_resnet164",
-    "preact_resnet18",
-    "preact_resnet20",
-    "preact_resnet34",
-    "preact_resnet50",
-    "register_model",
-    "resnet101",
-    "resnet110",
-    "resnet1202",
-    "resnet14",
-    "resnet152",
-    "resnet18",
-    "resnet20",
-    "resnet32",
-    "resnet32x4",
-    "resnet34",
-    "resnet44",
-    "resnet50",
-    "resnet56",
-    "resnet8",
-    "resnet8x4",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-    "resnext50_32x4d",
-    "transforms",
-    "wide_resnet101_2",
-    "wide_resnet50_2",
-    "wrn_16_2",
-    "wrn_16_4",
-    "wrn_16_8",
-    "wrn_28_10",
-    "wrn_40_4",
-]
+    return sorted({*globals(), *_LAZY, *_arch_names()})

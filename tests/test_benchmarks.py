@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` is a top-level folder, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import measure  # noqa: E402
-from benchmarks.aggregate import (  # noqa: E402
+from benchmarks.run import main  # noqa: E402
+from resnet_pl import model_info  # noqa: E402
+from resnet_pl.bench import measure  # noqa: E402
+from resnet_pl.bench.aggregate import (  # noqa: E402
     ROW_FIELDS,
     Measurement,
     attach_references,
@@ -26,7 +28,7 @@ from benchmarks.aggregate import (  # noqa: E402
     percentile,
     summarize,
 )
-from benchmarks.plan import (  # noqa: E402
+from resnet_pl.bench.plan import (  # noqa: E402
     CIFAR_DEPTHS,
     IMAGENET_DEPTHS,
     SUITES,
@@ -35,9 +37,7 @@ from benchmarks.plan import (  # noqa: E402
     expand,
     planned_gflops,
 )
-from benchmarks.report import PLOT_NAMES  # noqa: E402
-from benchmarks.run import main  # noqa: E402
-from resnet_pl import model_info  # noqa: E402
+from resnet_pl.bench.report import PLOT_NAMES  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = ["--steps", "2", "--warmup", "1", "--repeats", "2", "--threads", "1"]
@@ -374,7 +374,7 @@ def test_quick_tiny_run_writes_markdown_and_plots(quick_run: dict[str, Any]) -> 
 
 def test_plots_are_drawn_without_data(tmp_path: Path) -> None:
     """Plot files exist even when a run measured nothing, so the stable names always resolve."""
-    from benchmarks.report import write_plots
+    from resnet_pl.bench.report import write_plots
 
     paths = write_plots([], tmp_path, "empty-cpu")
     assert [p.name for p in paths] == [f"empty-cpu-{n}.png" for n in PLOT_NAMES]

@@ -481,7 +481,90 @@ def test_help_explains_the_command(command: str, capsys: pytest.CaptureFixture[s
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
     summary = "Export to ONNX" if command == "export" else "Classify image files"
-    assert summary in out and ("--top_k" in out or "--input_size" in out)
+    assert summary in out and ("--top_k" in out or "--input_shape" in out)
+
+
+def test_export_options_are_export_onnx_parameters() -> None:
+    """``resnet-pl export``'s options are read from ``export_onnx``'s signature: same names, same
+    defaults; only the model/output and the (tensor-typed) real-image sources are declared by
+    the command itself."""
+    import inspect
+
+    from resnet_pl.cli.deploy import EXPORT_NOT_FROM_SIGNATURE, build_parsers, export_kwargs
+    from resnet_pl.deploy import export_onnx
+
+    _, subs = build_parsers()
+    ns = subs["export"].parse_args(["resnet20"])
+    kwargs = export_kwargs(ns)
+    for name, param in inspect.signature(export_onnx).parameters.items():
+        if name in EXPORT_NOT_FROM_SIGNATURE - {"verify_data", "calibration_data"}:
+            assert name not in kwargs
+            continue
+        assert kwargs[name] == param.default, name
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (["--static_batch"], "--dynamic_batch false", {"dynamic_batch": False}),
+        (["--no_fold_bn"], "--fold_batchnorm false", {"fold_batchnorm": False}),
+        (["--no-verify"], "--verify false", {"verify": False}),
+        (["--input_size", "1,28,28"], "--input_shape", {"input_shape": [1, 28, 28]}),
+        (["--input-size=1x28x28"], "--input_shape", {"input_shape": [1, 28, 28]}),
+        (["--metadata", "owner=ci"], "--metadata.owner", {"metadata": {"owner": "ci"}}),
+        (["--verify-samples", "16"], "--verify_samples", {"verify_samples": 16}),
+        (["--benchmark_runs", "3"], "nothing", {}),
+    ],
+)
+def test_old_export_spellings_go_through_the_one_shim(
+    old: list[str], new: str, expected: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resnet_pl.cli.deploy import EXPORT_RENAMED, build_parsers, export_kwargs
+    from resnet_pl.cli.util import accept_dashed
+
+    _, subs = build_parsers()
+    argv = accept_dashed(["resnet20", *old], subs["export"], "resnet-pl export", EXPORT_RENAMED)
+    kwargs = export_kwargs(subs["export"].parse_args(argv))
+    defaults = export_kwargs(subs["export"].parse_args(["resnet20"]))
+    assert {k: v for k, v in kwargs.items() if defaults[k] != v} == expected
+    err = capsys.readouterr().err
+    assert f"DeprecationWarning: {old[0].partition('=')[0]} is deprecated, use {new}" in err
+
+
+def test_bare_boolean_option_means_true_without_a_notice(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from resnet_pl.cli.deploy import EXPORT_RENAMED, build_parsers
+    from resnet_pl.cli.util import accept_dashed
+
+    _, subs = build_parsers()
+    argv = accept_dashed(
+        ["resnet20", "--dynamic_hw", "--pretrained", "--verify", "false"],
+        subs["export"],
+        "resnet-pl export",
+        EXPORT_RENAMED,
+    )
+    ns = subs["export"].parse_args(argv)
+    assert ns.dynamic_hw is True and ns.pretrained is True and ns.verify is False
+    assert "Deprecation" not in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    """``resnet-pl X --help`` explains every option (export's come from export_onnx's
+    docstring, so a parameter documented there is documented here)."""
+    from resnet_pl.bench.run import build_parser as bench_parser
+    from resnet_pl.cli import deploy, hub
+
+    parsers = {"benchmark": bench_parser()}
+    for module in (deploy, hub):
+        parsers.update(module.build_parsers()[1])
+    assert {"export", "classify", "list", "verify", "publish", "benchmark"} <= set(parsers)
+    for command, parser in parsers.items():
+        for action in parser._actions:
+            if action.dest == "help" or action.dest.endswith(".help"):
+                continue
+            name = action.option_strings[0] if action.option_strings else action.dest
+            assert len((action.help or "").strip()) > 10, f"{command} {name} has no help"
 
 
 def test_unknown_option_is_one_line_naming_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` is a top-level folder, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import deploy as deploy_module  # noqa: E402
-from benchmarks import plan as plan_module  # noqa: E402
-from benchmarks.aggregate import (  # noqa: E402
+from benchmarks.run import main as bench_main  # noqa: E402
+from resnet_pl.bench import deploy as deploy_module  # noqa: E402
+from resnet_pl.bench import plan as plan_module  # noqa: E402
+from resnet_pl.bench.aggregate import (  # noqa: E402
     ROW_FIELDS,
     accuracy_loss,
     attach_references,
@@ -26,8 +27,7 @@ from benchmarks.aggregate import (  # noqa: E402
     deploy_command,
     recommend,
 )
-from benchmarks.plan import SUITES, Capabilities, Overrides, expand  # noqa: E402
-from benchmarks.run import main as bench_main  # noqa: E402
+from resnet_pl.bench.plan import SUITES, Capabilities, Overrides, expand  # noqa: E402
 
 CAPS = Capabilities(cuda=False, cpu_bf16=True, ort_providers=("CPUExecutionProvider",))
 FM = "resnet20.fashion_mnist"

@@ -2,7 +2,7 @@
 
 Layers, bottom to top (a module may import only from its own layer or below)::
 
-    errors  <-  models / data  <-  hub  <-  factory  <-  lightning / deploy  <-  cli
+    errors  <-  models / data  <-  hub  <-  factory  <-  lightning / deploy  <-  bench  <-  cli
 
 Checked twice: statically (every ``import`` statement of every module, also the ones inside
 functions) and at run time (what importing a layer puts in ``sys.modules``, in a fresh
@@ -38,9 +38,12 @@ LAYER_OF_PREFIX = {
     "resnet_pl.lightning": 4,
     "resnet_pl.deploy": 4,
     "resnet_pl.backbones": 4,
-    "resnet_pl.cli": 5,
+    # The benchmark engine times exported files (deploy) and dense models (backbones): above
+    # them, below the command line that runs it.
+    "resnet_pl.bench": 5,
+    "resnet_pl.cli": 6,
 }
-LAYER_NAMES = ["errors", "models/data", "hub", "factory", "lightning/deploy", "cli"]
+LAYER_NAMES = ["errors", "models/data", "hub", "factory", "lightning/deploy", "bench", "cli"]
 
 # The only imports that go up a layer. Each is inside a function (checked below), so importing
 # the lower module never loads the higher one; each says why it exists.
@@ -120,6 +123,15 @@ def test_lightning_and_deploy_do_not_import_each_other() -> None:
             assert not bad, f"{module_name(path)} imports {bad}"
 
 
+def test_runtimes_read_metadata_without_the_export_orchestrator() -> None:
+    """deploy/runtime.py reads a file's metadata through deploy/metadata.py; it imports the
+    export pipeline only inside the one function that exports (classify --backend onnx on a
+    checkpoint)."""
+    found = imports_of(PACKAGE / "deploy" / "runtime.py")
+    assert ("resnet_pl.deploy.metadata", True) in found
+    assert not [t for t, top in found if top and t == "resnet_pl.deploy.onnx_export"]
+
+
 THIRD_PARTY_ABOVE_MODELS = ["lightning", "pytorch_lightning", "onnx", "onnxruntime"]
 RUNTIME_CASES = {
     # statement run in a fresh interpreter: module prefixes that must NOT be loaded after it
@@ -149,10 +161,25 @@ RUNTIME_CASES = {
         "huggingface_hub",
         *THIRD_PARTY_ABOVE_MODELS,
     ],
-    "import resnet_pl.lightning": ["resnet_pl.deploy", "resnet_pl.cli", "onnx", "onnxruntime"],
+    "import resnet_pl.lightning": [
+        "resnet_pl.deploy",
+        "resnet_pl.bench",
+        "resnet_pl.cli",
+        "onnx",
+        "onnxruntime",
+    ],
     "import resnet_pl.deploy": [
         "resnet_pl.lightning",
+        "resnet_pl.bench",
         "resnet_pl.cli",
+        "lightning",
+        "pytorch_lightning",
+    ],
+    # The engine that ships: no Lightning, and nothing of the repository's benchmarks/ folder.
+    "import resnet_pl.bench.run, resnet_pl.bench.measure": [
+        "resnet_pl.lightning",
+        "resnet_pl.cli",
+        "benchmarks",
         "lightning",
         "pytorch_lightning",
     ],

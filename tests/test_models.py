@@ -580,6 +580,39 @@ def test_named_builder_is_registered_documented_and_exported(name: str) -> None:
     assert flops == round(info.flops / scale, digits)
 
 
+def test_one_list_of_architecture_names() -> None:
+    """The registry is the one list: every other place that names the architectures reads it."""
+    import resnet_pl
+    import resnet_pl.models as models
+    from resnet_pl.models import builders
+
+    names = list_models()
+    assert len(names) >= 32 and "wrn_16_2" in names
+    assert sorted(builders.__all__) == names
+    core = {"ResNet", "BasicBlock", "register_model", "list_models", "get_builder"}
+    assert core <= set(models.__all__)
+    assert sorted(set(models.__all__) & set(names)) == names
+    assert sorted(n for n in resnet_pl.__all__ if n in names) == names
+    assert {"create_model", "export_onnx", "__version__"} <= set(resnet_pl.__all__)
+    assert len(resnet_pl.__all__) == len(set(resnet_pl.__all__))
+    assert set(names) <= set(dir(resnet_pl))
+    with pytest.raises(AttributeError, match="no attribute 'resnet21'"):
+        resnet_pl.resnet21  # noqa: B018
+
+
+def test_builder_docstrings_share_one_args_block() -> None:
+    """The shared ``Args:`` block is written once (in builders.py) and appended to each builder's
+    ``__doc__``; the source holds each builder's own text only."""
+    import inspect
+
+    from resnet_pl.models import builders
+
+    source = inspect.getsource(builders)
+    assert source.count("pretrained: load this architecture's default weights") == 2
+    doc = inspect.getdoc(builders.wrn_16_2) or ""
+    assert doc.count("Args:") == 1 and 'list_pretrained("wrn_16_2.*")' in doc
+
+
 def test_named_builder_equals_create_model() -> None:
     import resnet_pl.models as models
 

@@ -531,6 +531,38 @@ def test_non_classifier_tensor_output_is_refused(tmp_path: Path) -> None:
         export_onnx(model, tmp_path / "c.onnx", input_shape=(3, 8, 8))
 
 
+def test_export_is_a_pipeline_of_named_stages_behind_the_same_signature() -> None:
+    import inspect
+
+    from resnet_pl.deploy import onnx_export
+
+    names = [stage.__name__ for stage in onnx_export.STAGES]
+    assert names == ["prepare", "fold", "export", "precision", "verify", "finalise"]
+    params = inspect.signature(export_onnx).parameters
+    assert list(params) == [
+        "model_or_name_or_ckpt", "path", "input_shape", "opset", "dynamic_batch", "dynamic_hw",
+        "fold_batchnorm", "dtype", "verify", "calibration_data", "metadata", "exporter",
+        "verify_data", "pretrained", "calibration_samples", "verify_samples", "benchmark_runs",
+        "tta",
+    ]  # fmt: skip
+    assert all(p.kind is p.KEYWORD_ONLY for p in list(params.values())[2:])
+    # Each stage is short: the orchestration is the list, not one long function.
+    for stage in onnx_export.STAGES:
+        assert len(inspect.getsource(stage).splitlines()) <= 70, stage.__name__
+
+
+def test_prepare_refuses_before_any_file_is_touched(tmp_path: Path) -> None:
+    """Options are refused in the first stage, before the output folder is even created."""
+    from resnet_pl.deploy.onnx_export import ExportJob, prepare
+
+    out = tmp_path / "new_folder" / "x.onnx"
+    with pytest.raises(ExportOptionError, match="calibration_data"):
+        prepare(ExportJob(source="resnet20", path=out, dtype="int8"))
+    with pytest.raises(ExportOptionError, match="reserved"):
+        prepare(ExportJob(source="resnet20", path=out, metadata={"opset": 1}))
+    assert not out.parent.exists()
+
+
 def test_benchmark_runs_is_deprecated(tmp_path: Path) -> None:
     with pytest.warns(DeprecationWarning, match="benchmarks.run --suite deploy"):
         report = export_onnx(

@@ -19,7 +19,13 @@ from typing import IO, Any
 import torch
 from jsonargparse import ArgumentParser, Namespace
 
-from resnet_pl.cli.util import accept_dashed, new_parser, parse
+from resnet_pl.cli.util import (
+    OptionSpellingError,
+    Renamed,
+    accept_dashed,
+    new_parser,
+    parse,
+)
 from resnet_pl.data import IMAGE_SUFFIXES
 from resnet_pl.errors import ResNetPLError
 from resnet_pl.fileio import WriteError, atomic_open, write_text
@@ -33,27 +39,48 @@ _USAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _input_size(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
+def _old_input_size(text: str) -> str:
+    """``--input_size 1,28,28`` (or ``1x28x28``) of earlier releases as ``--input_shape``'s
+    value, ``[1,28,28]``."""
     parts = text.replace("x", ",").replace(" ", ",").split(",")
     try:
-        size = tuple(int(p) for p in parts if p)
+        size = [int(p) for p in parts if p]
     except ValueError:
-        raise ValueError(f"--input_size: expected C,H,W such as 1,28,28, got {text!r}") from None
+        raise ValueError(f"expected C,H,W such as 1,28,28, got {text!r}") from None
     if len(size) not in (3, 4):
-        raise ValueError(f"--input_size: expected C,H,W such as 1,28,28, got {text!r}")
-    return size
+        raise ValueError(f"expected C,H,W such as 1,28,28, got {text!r}")
+    return json.dumps(size)
 
 
-def _metadata(items: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for text in items:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--metadata: expected KEY=VALUE, got {text!r}")
-        out[key] = value
-    return out
+def _old_metadata(text: str) -> list[str]:
+    """``--metadata KEY=VALUE`` of earlier releases as ``--metadata.KEY VALUE``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or text.lstrip().startswith("{"):
+        if text.lstrip().startswith("{"):  # already the new form: a JSON mapping
+            return ["--metadata", text]
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    return [f"--metadata.{key}", value]
+
+
+# ``resnet-pl export`` options of earlier releases that were named apart from export_onnx's
+# parameters; accept_dashed rewrites them (with a deprecation line naming the new option).
+EXPORT_RENAMED: dict[str, Renamed] = {
+    "--static_batch": Renamed("--dynamic_batch", value="false"),
+    "--no_fold_bn": Renamed("--fold_batchnorm", value="false"),
+    "--no_verify": Renamed("--verify", value="false"),
+    "--input_size": Renamed("--input_shape", convert=_old_input_size),
+    "--metadata": Renamed("--metadata", convert=_old_metadata),
+    "--benchmark_runs": Renamed(""),
+}
+# export_onnx parameters the command line sets otherwise: the model and output are positional /
+# -o; the real-image sources are tensors in Python, names or folders here (added below).
+EXPORT_NOT_FROM_SIGNATURE: set[str | int] = {
+    "model_or_name_or_ckpt",
+    "path",
+    "benchmark_runs",
+    "verify_data",
+    "calibration_data",
+}
 
 
 EXPORT_HELP = (
@@ -80,68 +107,7 @@ def build_parsers() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
         default=None,
         help="output .onnx (default: <model>.onnx)",
     )
-    ex.add_argument(
-        "--input_size", type=str | None, default=None, help="C,H,W (default: the model's cfg)"
-    )
-    ex.add_argument(
-        "--opset", type=int | None, default=None, help="ONNX opset, 13..23 (default 18)"
-    )
-    ex.add_argument(
-        "--static_batch", action="store_true", help="fixed batch axis (default dynamic)"
-    )
-    ex.add_argument("--dynamic_hw", action="store_true", help="symbolic height/width too")
-    ex.add_argument(
-        "--no_fold_bn", action="store_true", help="skip folding BatchNorm into convolutions"
-    )
-    ex.add_argument("--dtype", type=str, default="fp32", help="fp32 (default), fp16 or int8")
-    ex.add_argument(
-        "--exporter",
-        type=str,
-        default="auto",
-        choices=["auto", "dynamo", "torchscript"],
-        help="torch.export-based (dynamo), TorchScript, or dynamo with a TorchScript fallback",
-    )
-    ex.add_argument(
-        "--calibration_data",
-        type=str | None,
-        default=None,
-        help="int8 calibration images: 'fashion_mnist' (train split) or a folder",
-    )
-    ex.add_argument(
-        "--calibration_samples", type=int, default=256, help="int8 calibration images used"
-    )
-    ex.add_argument(
-        "--verify_data",
-        type=str | None,
-        default=None,
-        help="real images to verify on: 'fashion_mnist' (test split) or a folder "
-        "(default: Fashion-MNIST for models trained on it)",
-    )
-    ex.add_argument("--verify_samples", type=int, default=256, help="real images verified on")
-    ex.add_argument(
-        "--tta",
-        type=str | None,
-        default=None,
-        help="test-time augmentation views in the graph: none, flip, shift, flip_shift "
-        "(default: what the checkpoint was evaluated with)",
-    )
-    ex.add_argument(
-        "--benchmark_runs",
-        type=int | None,
-        default=None,
-        help="deprecated, ignored: timing moved to `python -m benchmarks.run --suite deploy`",
-    )
-    ex.add_argument("--no_verify", action="store_true", help="skip the full verification")
-    ex.add_argument(
-        "--pretrained", action="store_true", help="load the default weights of a bare arch name"
-    )
-    ex.add_argument(
-        "--metadata",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra metadata stored in the file (repeatable)",
-    )
+    add_export_options(ex)
     ex.add_argument(
         "--report_json", type=Path | None, default=None, help="also write the report as JSON here"
     )
@@ -200,7 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     parser, subs = build_parsers()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in subs:
-        argv = [argv[0], *accept_dashed(argv[1:], subs[argv[0]], f"resnet-pl {argv[0]}")]
+        renamed = EXPORT_RENAMED if argv[0] == "export" else None
+        prog = f"resnet-pl {argv[0]}"
+        try:
+            argv = [argv[0], *accept_dashed(argv[1:], subs[argv[0]], prog, renamed)]
+        except OptionSpellingError as e:
+            print(f"{prog}: error: {e} ({prog} --help lists the options)", file=sys.stderr)
+            return 2
     ns = parse(parser, argv, f"resnet-pl {argv[0]}" if argv and argv[0] in subs else "resnet-pl")
     if isinstance(ns, int):
         return ns
@@ -228,36 +200,64 @@ def _default_output(model: str) -> Path:
     return Path(stem.replace("/", "_") + ".onnx")
 
 
+def add_export_options(parser: ArgumentParser) -> None:
+    """:func:`~resnet_pl.deploy.export_onnx`'s options on ``parser``: read from its signature
+    and docstring (names, types, defaults, help), so the command and the function cannot
+    drift apart. Only the real-image sources are declared here: in Python they may be tensors,
+    on a command line they are a dataset name or a folder."""
+    from resnet_pl.deploy.onnx_export import export_onnx
+
+    parser.add_function_arguments(export_onnx, skip=EXPORT_NOT_FROM_SIGNATURE, as_group=False)
+    _extend_help(
+        parser,
+        "input_shape",
+        'On the command line a list: --input_shape "[1,28,28]".',
+    )
+    _extend_help(
+        parser,
+        "metadata",
+        'On the command line: --metadata.owner ci (repeatable) or --metadata \'{"owner": "ci"}\'.',
+    )
+    parser.add_argument(
+        "--calibration_data",
+        type=str | None,
+        default=None,
+        help="int8 calibration images: 'fashion_mnist' (train split) or a folder",
+    )
+    parser.add_argument(
+        "--verify_data",
+        type=str | None,
+        default=None,
+        help="real images to verify on: 'fashion_mnist' (test split) or a folder "
+        "(default: the test split of the dataset the model was trained on, when it is on "
+        "this machine)",
+    )
+
+
+def _extend_help(parser: ArgumentParser, dest: str, text: str) -> None:
+    for action in parser._actions:
+        if action.dest == dest:
+            action.help = f"{action.help or ''} {text}".strip()
+
+
+def export_kwargs(args: Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`~resnet_pl.deploy.export_onnx` in a parsed ``export``
+    namespace: every parameter of its signature the parser carries, by its own name."""
+    import inspect
+
+    from resnet_pl.deploy.onnx_export import export_onnx
+
+    names = inspect.signature(export_onnx).parameters
+    given = args.as_dict()
+    return {k: given[k] for k in names if k in given and k not in ("model", "output")}
+
+
 def _export(args: Namespace) -> int:
     from resnet_pl.deploy.onnx_export import ExportError, ExportVerificationError, export_onnx
 
     output = args.output or _default_output(args.model)
-    if args.benchmark_runs is not None:
-        print(
-            "warning: --benchmark_runs is deprecated and ignored; compare runtimes with "
-            "`python -m benchmarks.run --suite deploy`",
-            file=sys.stderr,
-        )
     try:
-        report = export_onnx(
-            args.model,
-            output,
-            input_shape=_input_size(args.input_size),
-            opset=args.opset,
-            dynamic_batch=not args.static_batch,
-            dynamic_hw=args.dynamic_hw,
-            fold_batchnorm=not args.no_fold_bn,
-            dtype=args.dtype,
-            verify=not args.no_verify,
-            calibration_data=args.calibration_data,
-            metadata=_metadata(args.metadata) or None,
-            exporter=args.exporter,
-            verify_data=args.verify_data,
-            pretrained=True if args.pretrained else None,
-            calibration_samples=args.calibration_samples,
-            verify_samples=args.verify_samples,
-            tta=args.tta,
-        )
+        report = export_onnx(args.model, output, **export_kwargs(args))
     except ExportVerificationError as e:
         _err(str(e))
         _write_report(args.report_json, e.report.to_dict())
@@ -401,4 +401,4 @@ def _progress(total: int, args: Namespace) -> tuple[Any, Any]:
     return progress, progress.add_task("classifying", total=total)
 
 
-__all__ = ["build_parsers", "expand_inputs", "main"]
+__all__ = ["add_export_options", "build_parsers", "export_kwargs", "expand_inputs", "main"]

@@ -13,6 +13,7 @@ from resnet_pl.data import (
 )
 from resnet_pl.data import eval_transform as transforms
 from resnet_pl.deploy.fold import FoldResult, fold_batchnorm
+from resnet_pl.deploy.metadata import read_metadata
 from resnet_pl.deploy.onnx_export import (
     TOLERANCES,
     CheckResult,
@@ -21,7 +22,6 @@ from resnet_pl.deploy.onnx_export import (
     ExportReport,
     ExportVerificationError,
     export_onnx,
-    read_metadata,
 )
 from resnet_pl.deploy.source import CheckpointError, LoadedModel, load_checkpoint, load_model
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet_pl.deploy.export_report import ExportError
+from resnet_pl.deploy.metadata import INPUT_NAME, OUTPUT_NAME, set_metadata
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
 EXPORTERS = ("auto", "dynamo", "torchscript")
@@ -38,10 +38,7 @@ DYNAMO_MIN_OPSET = 18
 TORCHSCRIPT_MAX_OPSET = 20
 MAX_OPSET = 23
 EXPORT_BATCH = 2  # torch.export specialises dims of size 0/1, so never trace a dynamic dim at 1
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
 FP32_PARITY_RTOL = 1e-4  # ONNX Runtime vs PyTorch, relative to max(1, max |output|)
-# Keys of the ONNX metadata whose values are JSON (the rest are plain strings).
-JSON_KEYS_KEY = "json_keys"
 
 
 def require_onnx() -> tuple[Any, Any]:
@@ -55,53 +52,6 @@ def require_onnx() -> tuple[Any, Any]:
             "pip install 'resnet-pl[onnx]'"
         ) from None
     return onnx, onnxruntime
-
-
-# --------------------------------------------------------------------------------------------
-# Metadata
-# --------------------------------------------------------------------------------------------
-def encode_metadata(meta: Mapping[str, Any]) -> dict[str, str]:
-    """String metadata for ``metadata_props``: strings stay as they are, everything else is
-    JSON, and the key ``json_keys`` lists which is which (so :func:`decode_metadata` can undo
-    it and other tools still read plain strings)."""
-    out: dict[str, str] = {}
-    json_keys: list[str] = []
-    for key, value in meta.items():
-        if value is None:
-            continue
-        if isinstance(value, str):
-            out[key] = value
-        else:
-            out[key] = json.dumps(value)
-            json_keys.append(key)
-    out[JSON_KEYS_KEY] = json.dumps(sorted(json_keys))
-    return out
-
-
-def decode_metadata(props: Mapping[str, str]) -> dict[str, Any]:
-    """Inverse of :func:`encode_metadata`."""
-    json_keys = set(json.loads(props.get(JSON_KEYS_KEY, "[]")))
-    return {
-        k: (json.loads(v) if k in json_keys else v) for k, v in props.items() if k != JSON_KEYS_KEY
-    }
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of an ONNX file written by :func:`resnet_pl.deploy.export_onnx`, parsed:
-    ``class_names``, ``mean``, ``std``, ``input_size`` as lists, ``opset``/``num_classes`` as
-    ints, booleans as booleans, strings (``arch``, ``exporter``, ``weights_sha256`` ...) as
-    strings."""
-    onnx, _ = require_onnx()
-    model = onnx.load(str(path), load_external_data=False)
-    return decode_metadata({p.key: p.value for p in model.metadata_props})
-
-
-def set_metadata(model: Any, meta: Mapping[str, Any]) -> None:
-    """Replace the ``metadata_props`` of an in-memory ``onnx.ModelProto``."""
-    del model.metadata_props[:]
-    for key, value in encode_metadata(meta).items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,25 +1,42 @@
 """Export a resnet-pl model to ONNX, checked end to end: the entry point.
 
-:func:`export_onnx` folds BatchNorm into the convolutions, exports (exporter choice and
-fallback: :mod:`resnet_pl.deploy.exporters`), converts to fp16/int8 if asked
-(:mod:`resnet_pl.deploy.precision`), proves the file in ONNX Runtime against PyTorch
-(:mod:`resnet_pl.deploy.verify`, on real images from :mod:`resnet_pl.deploy.real_data`), and
-writes the metadata a deployment needs (classes, normalisation, input size, provenance) into the
-file. Classifiers get one output, ``logits``; ``features_only`` backbones get one named output
-per feature map (``layer1`` ... ``layer4``), each verified on its own.
+:func:`export_onnx` is a short pipeline of named stages, each a function of one shared
+:class:`ExportJob` (the options, and what the stages before it produced):
+
+1. :func:`prepare`: check the options, load the model, fix the input shape and metadata, find
+   the real images (verification / int8 calibration) before any work is done.
+2. :func:`fold`: fold BatchNorm into the convolutions (:mod:`resnet_pl.deploy.fold`), proven on
+   the PyTorch side; put the test-time augmentation views into the network.
+3. :func:`export`: export and check the file in ONNX Runtime at once (exporter choice and
+   fallback: :mod:`resnet_pl.deploy.exporters`); stable axis names and metadata
+   (:mod:`resnet_pl.deploy.metadata`).
+4. :func:`precision`: convert to fp16/int8 if asked (:mod:`resnet_pl.deploy.precision`).
+5. :func:`verify`: prove the file against the original PyTorch model on random and real images
+   (:mod:`resnet_pl.deploy.verify`, :mod:`resnet_pl.deploy.real_data`).
+6. :func:`finalise`: refuse a file that failed, else move it into place and record its size and
+   sha256.
+
+Stages 3-6 work in a temporary folder beside the output, so nothing partial is left. A new
+stage is one function of the job added to :data:`STAGES` (and, if it needs an option, one
+keyword of :func:`export_onnx`). Classifiers get one output, ``logits``; ``features_only``
+backbones get one named output per feature map (``layer1`` ... ``layer4``), each verified on
+its own.
 
 How fast the written files run is measured by the deploy benchmark suite
-(``python -m benchmarks.run --suite deploy``), not here.
+(``resnet-pl benchmark --suite deploy``), not here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,35 +57,41 @@ from resnet_pl.deploy.exporters import (
     DYNAMO_MIN_OPSET,
     EXPORT_BATCH,
     EXPORTERS,
-    INPUT_NAME,
-    JSON_KEYS_KEY,
     MAX_OPSET,
     MIN_OPSET,
-    OUTPUT_NAME,
     TORCHSCRIPT_MAX_OPSET,
     Exporter,
     abs_tolerance,
-    decode_metadata,
-    encode_metadata,
     export_checked,
     finalize,
-    read_metadata,
     require_onnx,
     torch_outputs,
 )
 from resnet_pl.deploy.fold import fold_batchnorm as _fold
+from resnet_pl.deploy.metadata import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    base_metadata,
+    decode_metadata,
+    encode_metadata,
+    export_metadata,
+    read_metadata,
+    reserved_keys,
+)
 from resnet_pl.deploy.precision import convert_fp16, normalize_dtype, quantize_int8
 from resnet_pl.deploy.real_data import DataLike, RealData, as_real_data, auto_real_data
-from resnet_pl.deploy.source import ModelSource, base_metadata, load_model, sha256_file
+from resnet_pl.deploy.source import LoadedModel, ModelSource, load_model, sha256_file
 from resnet_pl.deploy.verify import TOLERANCES, Tolerance, describe_tolerance, verify_export
 from resnet_pl.fileio import as_write_error, make_dirs
 from resnet_pl.models.tta import num_views, with_tta
 
 __all__ = [
     "DEFAULT_OPSET",
+    "STAGES",
     "TOLERANCES",
     "CheckResult",
     "ExportError",
+    "ExportJob",
     "ExportOptionError",
     "ExportReport",
     "ExportVerificationError",
@@ -154,6 +177,260 @@ def _input_shape(
 
 
 # --------------------------------------------------------------------------------------------
+# The job the stages share
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ExportJob:
+    """One export: :func:`export_onnx`'s options, then what each stage adds to it."""
+
+    source: ModelSource
+    path: Path
+    input_shape: Sequence[int] | None = None
+    opset: int | None = None
+    dynamic_batch: bool = True
+    dynamic_hw: bool = False
+    fold_batchnorm: bool = True
+    dtype: str = "fp32"
+    verify: bool = True
+    calibration_data: DataLike | None = None
+    metadata: Mapping[str, Any] | None = None
+    exporter: Exporter = "auto"
+    verify_data: DataLike | None = None
+    pretrained: bool | None = None
+    calibration_samples: int = 256
+    verify_samples: int = 256
+    tta: str | None = None
+    start: float = field(default_factory=time.perf_counter)
+    # prepare
+    loaded: LoadedModel = field(init=False)
+    reference: nn.Module = field(init=False)  # the original network, for every comparison
+    shape: tuple[int, int, int] = field(init=False)
+    fixed_batch: int = field(init=False)
+    cfg: dict[str, Any] = field(init=False)
+    meta_base: dict[str, Any] = field(init=False)
+    generator: torch.Generator = field(init=False)
+    example: Tensor = field(init=False)  # the batch the exporter traces
+    feature_info: list[dict[str, Any]] | None = field(init=False)
+    real: RealData | None = field(init=False)  # verification images
+    calib: RealData | None = field(init=False)  # int8 calibration images
+    report: ExportReport = field(init=False)
+    # fold
+    to_export: nn.Module = field(init=False)  # the network that goes into the graph
+    tta_mode: str = field(init=False)
+    # export / precision (in workdir, a temporary folder beside the output)
+    workdir: Path = field(init=False)
+    fp32_path: Path = field(init=False)
+    final_path: Path = field(init=False)
+
+    def file_metadata(self, dtype: str) -> dict[str, Any]:
+        """The metadata written into the file of ``dtype``."""
+        return export_metadata(
+            self.meta_base,
+            self.cfg,
+            exporter=self.report.exporter,
+            opset=self.report.opset,
+            dtype=dtype,
+            input_size=self.shape,
+            output_names=self.report.output_names,
+            features_only=self.report.features_only,
+            feature_info=self.feature_info,
+            tta=self.tta_mode,
+            dynamic_batch=self.dynamic_batch,
+            dynamic_hw=self.dynamic_hw,
+            batchnorm_folded=self.report.bn_folded,
+            extra=self.metadata,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The stages
+# --------------------------------------------------------------------------------------------
+def prepare(job: ExportJob) -> None:
+    """Check the options, load the model, fix the input shape, the metadata and the real
+    images: everything that can be refused is refused here, before any work."""
+    job.dtype, opset = _check_options(job.dtype, job.opset, job.exporter, job.calibration_data)
+    job.opset = opset
+    require_onnx()
+    if job.metadata is not None and not isinstance(job.metadata, Mapping):
+        raise ExportOptionError("metadata must be a mapping of str keys to values")
+    job.loaded = load_model(job.source, pretrained=job.pretrained)
+    job.reference = copy.deepcopy(job.loaded.model).float().cpu().eval()
+    job.shape, job.fixed_batch = _input_shape(job.input_shape, job.loaded.cfg, job.reference)
+    job.cfg = resolve_data_cfg({**job.loaded.cfg, "input_size": job.shape})
+    job.meta_base = base_metadata(job.cfg)
+    clash = sorted(set(job.metadata or {}) & reserved_keys(job.meta_base))
+    if clash:
+        raise ExportOptionError(f"metadata keys {clash} are reserved for resnet-pl's own fields")
+
+    job.generator = torch.Generator().manual_seed(0)
+    batch = max(EXPORT_BATCH, job.fixed_batch) if job.dynamic_batch else job.fixed_batch
+    job.example = torch.randn(batch, *job.shape, generator=job.generator)
+    with torch.no_grad():
+        try:
+            out = job.reference(job.example)
+        except Exception as e:
+            raise ExportOptionError(
+                f"the model does not run on input {tuple(job.example.shape)}: {e}"
+            ) from None
+    output_names, job.feature_info = _output_names(job.reference, out)
+    features_only = job.feature_info is not None
+    if features_only and job.dtype != "fp32":
+        raise ExportOptionError(
+            f"dtype={job.dtype!r} is not supported for features_only models (their outputs are "
+            "feature maps, with no top-1 labels to judge reduced precision by); export fp32"
+        )
+    job.report = ExportReport(
+        path=job.path,
+        arch=str(job.meta_base["arch"]),
+        source=job.loaded.description,
+        exporter="",
+        opset=opset,
+        dtype=job.dtype,
+        input_shape=job.shape,
+        dynamic_batch=job.dynamic_batch,
+        dynamic_hw=job.dynamic_hw,
+        output_names=output_names,
+        features_only=features_only,
+        notes=list(job.loaded.warnings),
+    )
+    _find_real_data(job)
+
+
+def _find_real_data(job: ExportJob) -> None:
+    """Real images for verification and int8 calibration, checked against the input shape."""
+    job.real = None
+    if job.verify_data is not None:
+        job.real = as_real_data(job.verify_data, job.cfg, "test", job.verify_samples, "verify_data")
+    elif job.verify:
+        job.real = auto_real_data(job.cfg, job.verify_samples)
+    job.calib = None
+    if job.calibration_data is not None:
+        job.calib = as_real_data(
+            job.calibration_data, job.cfg, "train", job.calibration_samples, "calibration_data"
+        )
+    if job.real is None and job.calib is not None and job.verify:
+        job.real = RealData(job.calib.x, None, job.calib.description + " (calibration data)")
+        job.report.notes.append("no verify_data: checked on the calibration images (no labels)")
+    for data in (job.real, job.calib):
+        if data is not None and not job.dynamic_hw and tuple(data.x.shape[1:]) != job.shape:
+            raise ExportOptionError(
+                f"real images have shape {tuple(data.x.shape[1:])} but the export input is "
+                f"{job.shape}; preprocess them with resnet_pl.deploy.eval_transform(cfg)"
+            )
+
+
+def fold(job: ExportJob) -> None:
+    """The network that goes into the graph: BatchNorm folded (proven against the original
+    PyTorch model before anything is exported), then the test-time augmentation views."""
+    report, shape = job.report, job.shape
+    job.to_export = job.reference
+    if job.fold_batchnorm:
+        job.to_export = copy.deepcopy(job.reference)
+        folded = _fold(job.to_export, job.example[:1])
+        report.bn_folded = folded.num_folded
+        probe = torch.randn(4, *shape, generator=job.generator)
+        ref_outs = torch_outputs(job.reference, probe)
+        fold_outs = torch_outputs(job.to_export, probe)
+        diffs = [float(np.abs(r - f).max()) for r, f in zip(ref_outs, fold_outs, strict=True)]
+        tols = [abs_tolerance(r, FOLD_RTOL) for r in ref_outs]
+        report.fold_max_abs_diff = max(diffs)
+        worst = max(range(len(diffs)), key=lambda i: diffs[i] / tols[i])
+        if diffs[worst] > tols[worst]:
+            raise ExportError(
+                f"BatchNorm folding changed the outputs by {report.fold_max_abs_diff:.2e} "
+                f"(> {tols[worst]:.1e}); export with fold_batchnorm=False and report this model"
+            )
+
+    # Test-time augmentation: by default the views the checkpoint was evaluated with go into
+    # the graph (after folding, which needs the plain network), so the file reproduces
+    # `resnet-pl test`; tta="none" exports the single-view network, and the report says which.
+    recorded = job.loaded.cfg.get("tta")
+    job.tta_mode = job.tta if job.tta is not None else str(recorded or "none")
+    if job.tta_mode != "none":
+        if report.features_only:
+            raise ExportOptionError("tta applies to classifiers, not features_only backbones")
+        job.to_export = with_tta(job.to_export, job.tta_mode)
+        job.reference = with_tta(job.reference, job.tta_mode)
+        report.notes.append(
+            f"test-time augmentation {job.tta_mode!r} ({num_views(job.tta_mode)} views) is "
+            "inside the graph, as `resnet-pl test` evaluated it; export with tta='none' "
+            "(--tta none) for the single-view network"
+        )
+    elif recorded not in (None, "none"):
+        report.notes.append(
+            f"the model was evaluated with tta={recorded!r}; this file has no TTA "
+            "views (its accuracy can be a little lower than `resnet-pl test` reported)"
+        )
+
+
+def export(job: ExportJob) -> None:
+    """Export at fp32 with an immediate ONNX Runtime parity check (dynamo, falling back to
+    TorchScript), then stable axis names, metadata, full checker and shape inference."""
+    report = job.report
+    job.fp32_path = job.final_path = job.workdir / "fp32.onnx"
+    used, notes, seconds = export_checked(
+        job.to_export, job.example, job.fp32_path, report.opset, job.exporter,
+        job.dynamic_batch, job.dynamic_hw, report.output_names,
+    )  # fmt: skip
+    report.exporter, report.export_seconds = used, seconds
+    report.notes += notes
+    report.bn_remaining = finalize(
+        job.fp32_path, job.file_metadata("fp32"), job.dynamic_batch, job.dynamic_hw
+    )
+
+
+def precision(job: ExportJob) -> None:
+    """fp16 conversion or int8 static quantisation (calibrated on real images)."""
+    report = job.report
+    if job.dtype == "fp16":
+        job.final_path = job.workdir / "fp16.onnx"
+        report.converter = convert_fp16(job.fp32_path, job.final_path)
+    elif job.dtype == "int8":
+        assert job.calib is not None  # prepare() refuses int8 without calibration data
+        job.final_path = job.workdir / "int8.onnx"
+        x = job.calib.x
+        batches = [x[i : i + 32].numpy() for i in range(0, len(x), 32)]
+        report.converter = quantize_int8(job.fp32_path, job.final_path, batches)
+    if job.final_path != job.fp32_path:
+        report.bn_remaining = finalize(
+            job.final_path, job.file_metadata(job.dtype), job.dynamic_batch, job.dynamic_hw
+        )
+
+
+def verify(job: ExportJob) -> None:
+    """Compare ONNX Runtime with the original (unfolded) PyTorch model (skipped with
+    ``verify=False``; the export stage's parity check runs regardless)."""
+    if job.verify:
+        verify_export(
+            job.report, job.reference, job.final_path, job.fp32_path, job.shape,
+            job.fixed_batch, job.real, job.generator,
+        )  # fmt: skip
+
+
+def finalise(job: ExportJob) -> None:
+    """Refuse a file that failed verification (nothing is written), else move it into place."""
+    report = job.report
+    report.metadata = decode_metadata(encode_metadata(job.file_metadata(job.dtype)))
+    if report.verified and not report.passed:
+        report.total_seconds = time.perf_counter() - job.start
+        failed = [c.name for c in report.checks if c.gated and not c.passed]
+        failed += ["accuracy"] if report.accuracy_failed else []
+        raise ExportVerificationError(
+            f"ONNX export of {report.arch} ({job.dtype}) does not match PyTorch "
+            f"(failed: {', '.join(failed)}); nothing written to {job.path}.\n"
+            f"{describe_tolerance(job.dtype)}\n{report.table()}",
+            report,
+        )
+    os.replace(job.final_path, job.path)
+
+
+Stage = Callable[[ExportJob], None]
+# The pipeline, in order. Stages from `export` on write, in the job's temporary folder.
+STAGES: tuple[Stage, ...] = (prepare, fold, export, precision, verify, finalise)
+_WRITING_STAGES = frozenset({export, precision, verify, finalise})
+
+
+# --------------------------------------------------------------------------------------------
 # The entry point
 # --------------------------------------------------------------------------------------------
 def export_onnx(
@@ -210,9 +487,12 @@ def export_onnx(
             :func:`resnet_pl.deploy.datasets.dataset_of`), else the calibration data
             (unlabelled) if any.
         pretrained: for registry names: load weights (default: only for tagged names).
-        calibration_samples, verify_samples: how many real images to use at most.
+        calibration_samples: how many real images to calibrate int8 with, at most.
+        verify_samples: how many real images to verify on, at most.
         benchmark_runs: deprecated and ignored (export no longer times the file; the deploy
-            benchmark suite does: ``python -m benchmarks.run --suite deploy``).
+            benchmark suite does: ``resnet-pl benchmark --suite deploy``).
+        tta: test-time augmentation views put into the graph: ``"none"``, ``"flip"``,
+            ``"shift"`` or ``"flip_shift"``; default: what the checkpoint was evaluated with.
 
     Returns:
         An :class:`ExportReport`.
@@ -222,199 +502,77 @@ def export_onnx(
         ExportError: the exporter failed and no fallback applied.
         ExportVerificationError: the file does not match PyTorch; nothing is written.
     """
-    start_total = time.perf_counter()
+    start = time.perf_counter()
     if benchmark_runs is not None:
         warnings.warn(
             "export_onnx(benchmark_runs=...) is deprecated and ignored: export no longer times "
-            "the file; run `python -m benchmarks.run --suite deploy` to compare runtimes",
+            "the file; run `resnet-pl benchmark --suite deploy` (in a clone: python -m "
+            "benchmarks.run --suite deploy) to compare runtimes",
             DeprecationWarning,
             stacklevel=2,
         )
-    dtype, opset = _check_options(dtype, opset, exporter, calibration_data)
-    require_onnx()
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise ExportOptionError("metadata must be a mapping of str keys to values")
-    path = Path(path)
-    loaded = load_model(model_or_name_or_ckpt, pretrained=pretrained)
-    reference = copy.deepcopy(loaded.model).float().cpu().eval()
-    shape, fixed_batch = _input_shape(input_shape, loaded.cfg, reference)
-    cfg = resolve_data_cfg({**loaded.cfg, "input_size": shape})
-    meta_base = base_metadata(cfg)
-    reserved = set(meta_base) | {"exporter", "opset", "dtype", "input_size", "mean", "std"}
-    clash = sorted(set(metadata or {}) & (reserved | {JSON_KEYS_KEY}))
-    if clash:
-        raise ExportOptionError(f"metadata keys {clash} are reserved for resnet-pl's own fields")
-
-    g = torch.Generator().manual_seed(0)
-    export_batch = max(EXPORT_BATCH, fixed_batch) if dynamic_batch else fixed_batch
-    example = torch.randn(export_batch, *shape, generator=g)
-    with torch.no_grad():
-        try:
-            out = reference(example)
-        except Exception as e:
-            raise ExportOptionError(
-                f"the model does not run on input {tuple(example.shape)}: {e}"
-            ) from None
-    output_names, feature_info = _output_names(reference, out)
-    features_only = feature_info is not None
-    if features_only and dtype != "fp32":
-        raise ExportOptionError(
-            f"dtype={dtype!r} is not supported for features_only models (their outputs are "
-            "feature maps, with no top-1 labels to judge reduced precision by); export fp32"
-        )
-
-    report = ExportReport(
-        path=path,
-        arch=str(meta_base["arch"]),
-        source=loaded.description,
-        exporter="",
+    job = ExportJob(
+        source=model_or_name_or_ckpt,
+        path=Path(path),
+        input_shape=input_shape,
         opset=opset,
-        dtype=dtype,
-        input_shape=shape,
         dynamic_batch=dynamic_batch,
         dynamic_hw=dynamic_hw,
-        output_names=output_names,
-        features_only=features_only,
-        notes=list(loaded.warnings),
+        fold_batchnorm=fold_batchnorm,
+        dtype=dtype,
+        verify=verify,
+        calibration_data=calibration_data,
+        metadata=metadata,
+        exporter=exporter,
+        verify_data=verify_data,
+        pretrained=pretrained,
+        calibration_samples=calibration_samples,
+        verify_samples=verify_samples,
+        tta=tta,
+        start=start,
     )
+    return run_stages(job)
 
-    # Real data (verification / calibration), checked before any work is done.
-    real: RealData | None = None
-    if verify_data is not None:
-        real = as_real_data(verify_data, cfg, "test", verify_samples, "verify_data")
-    elif verify:
-        real = auto_real_data(cfg, verify_samples)
-    calib: RealData | None = None
-    if calibration_data is not None:
-        calib = as_real_data(
-            calibration_data, cfg, "train", calibration_samples, "calibration_data"
-        )
-    if real is None and calib is not None and verify:
-        real = RealData(calib.x, None, calib.description + " (calibration data)")
-        report.notes.append("no verify_data: checked on the calibration images (no labels)")
-    for data in (real, calib):
-        if data is not None and not dynamic_hw and tuple(data.x.shape[1:]) != shape:
-            raise ExportOptionError(
-                f"real images have shape {tuple(data.x.shape[1:])} but the export input is "
-                f"{shape}; preprocess them with resnet_pl.deploy.eval_transform(cfg)"
-            )
 
-    # 1. BatchNorm folding, proven on the PyTorch side before anything is exported.
-    to_export = reference
-    if fold_batchnorm:
-        to_export = copy.deepcopy(reference)
-        folded = _fold(to_export, example[:1])
-        report.bn_folded = folded.num_folded
-        probe = torch.randn(4, *shape, generator=g)
-        ref_outs, fold_outs = torch_outputs(reference, probe), torch_outputs(to_export, probe)
-        diffs = [float(np.abs(r - f).max()) for r, f in zip(ref_outs, fold_outs, strict=True)]
-        tols = [abs_tolerance(r, FOLD_RTOL) for r in ref_outs]
-        report.fold_max_abs_diff = max(diffs)
-        worst = max(range(len(diffs)), key=lambda i: diffs[i] / tols[i])
-        fold_tol = tols[worst]
-        if diffs[worst] > fold_tol:
-            raise ExportError(
-                f"BatchNorm folding changed the outputs by {report.fold_max_abs_diff:.2e} "
-                f"(> {fold_tol:.1e}); export with fold_batchnorm=False and report this model"
-            )
+def run_stages(job: ExportJob, stages: Sequence[Stage] | None = None) -> ExportReport:
+    """Run :data:`STAGES` (or ``stages``) on ``job``. From the first stage that writes
+    (``export``) on, the work happens in a temporary folder beside the output, and a disk
+    problem (full, read-only, no permission) is reported as a WriteError naming the output,
+    not as an exporter fault."""
+    stages = STAGES if stages is None else stages
+    writing = False
+    with ExitStack() as stack:
+        for stage in stages:
+            if stage in _WRITING_STAGES and not writing:
+                writing = True
+                stack.enter_context(_write_errors_name(job.path))
+                make_dirs(job.path.parent)
+                job.workdir = Path(
+                    stack.enter_context(
+                        tempfile.TemporaryDirectory(
+                            prefix=".resnet_pl_export_", dir=job.path.parent
+                        )
+                    )
+                )
+            stage(job)
+    report = job.report
+    report.file_size = job.path.stat().st_size
+    report.sha256 = sha256_file(job.path)
+    report.total_seconds = time.perf_counter() - job.start
+    return report
 
-    # Test-time augmentation: by default the views the checkpoint was evaluated with go into
-    # the graph (after folding, which needs the plain network), so the file reproduces
-    # `resnet-pl test`; tta="none" exports the single-view network, and the report says which.
-    tta_mode = tta if tta is not None else str(loaded.cfg.get("tta") or "none")
-    if tta_mode != "none":
-        if features_only:
-            raise ExportOptionError("tta applies to classifiers, not features_only backbones")
-        to_export, reference = with_tta(to_export, tta_mode), with_tta(reference, tta_mode)
-        report.notes.append(
-            f"test-time augmentation {tta_mode!r} ({num_views(tta_mode)} views) is inside the "
-            "graph, as `resnet-pl test` evaluated it; export with tta='none' (--tta none) "
-            "for the single-view network"
-        )
-    elif loaded.cfg.get("tta") not in (None, "none"):
-        report.notes.append(
-            f"the model was evaluated with tta={loaded.cfg['tta']!r}; this file has no TTA "
-            "views (its accuracy can be a little lower than `resnet-pl test` reported)"
-        )
 
-    # A disk problem (full, read-only, no permission) is reported as such: a WriteError
-    # naming `path`, not an exporter fault; the temporary folder leaves no partial file.
+@contextlib.contextmanager
+def _write_errors_name(path: Path) -> Iterator[None]:
+    """An OS error while writing (full disk, read-only folder, no permission) becomes a
+    WriteError naming ``path``; the temporary folder leaves no partial file."""
     try:
-        make_dirs(path.parent)
-        with tempfile.TemporaryDirectory(prefix=".resnet_pl_export_", dir=path.parent) as tmp:
-            fp32_path = Path(tmp) / "fp32.onnx"
-            # 2. Export + immediate ONNX Runtime parity check (with dynamo -> TorchScript fallback).
-            used, notes, seconds = export_checked(
-                to_export, example, fp32_path, opset, exporter, dynamic_batch, dynamic_hw,
-                output_names,
-            )  # fmt: skip
-            report.exporter, report.export_seconds = used, seconds
-            report.notes += notes
-
-            def meta_for(kind: str) -> dict[str, Any]:
-                return {
-                    **meta_base,
-                    "exporter": used,
-                    "opset": opset,
-                    "dtype": kind,
-                    "input_name": INPUT_NAME,
-                    "output_name": output_names[0],
-                    "output_names": output_names,
-                    "features_only": features_only,
-                    "feature_info": feature_info,
-                    "tta": tta_mode,
-                    "input_size": list(shape),
-                    "mean": list(cfg["mean"]),
-                    "std": list(cfg["std"]),
-                    "interpolation": cfg["interpolation"],
-                    "crop_pct": cfg["crop_pct"],
-                    "dynamic_batch": dynamic_batch,
-                    "dynamic_hw": dynamic_hw,
-                    "batchnorm_folded": report.bn_folded,
-                    **dict(metadata or {}),
-                }
-
-            report.bn_remaining = finalize(fp32_path, meta_for("fp32"), dynamic_batch, dynamic_hw)
-
-            # 3. Reduced precision.
-            final_path = fp32_path
-            if dtype == "fp16":
-                final_path = Path(tmp) / "fp16.onnx"
-                report.converter = convert_fp16(fp32_path, final_path)
-            elif dtype == "int8":
-                assert calib is not None
-                final_path = Path(tmp) / "int8.onnx"
-                batches = [calib.x[i : i + 32].numpy() for i in range(0, len(calib.x), 32)]
-                report.converter = quantize_int8(fp32_path, final_path, batches)
-            if final_path != fp32_path:
-                report.bn_remaining = finalize(
-                    final_path, meta_for(dtype), dynamic_batch, dynamic_hw
-                )
-
-            # 4. Verification against the original (unfolded) PyTorch model.
-            if verify:
-                verify_export(report, reference, final_path, fp32_path, shape, fixed_batch, real, g)
-            report.metadata = decode_metadata(encode_metadata(meta_for(dtype)))
-            if report.verified and not report.passed:
-                report.total_seconds = time.perf_counter() - start_total
-                failed = [c.name for c in report.checks if c.gated and not c.passed]
-                failed += ["accuracy"] if report.accuracy_failed else []
-                raise ExportVerificationError(
-                    f"ONNX export of {report.arch} ({dtype}) does not match PyTorch "
-                    f"(failed: {', '.join(failed)}); nothing written to {path}.\n"
-                    f"{describe_tolerance(dtype)}\n{report.table()}",
-                    report,
-                )
-            os.replace(final_path, path)
+        yield
     except Exception as err:
         write_error = as_write_error(path, err)
         if write_error is None:
             raise
         raise write_error from err
-    report.file_size = path.stat().st_size
-    report.sha256 = sha256_file(path)
-    report.total_seconds = time.perf_counter() - start_total
-    return report
 
 
 def _output_names(model: nn.Module, out: Any) -> tuple[list[str], list[dict[str, Any]] | None]:

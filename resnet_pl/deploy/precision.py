@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from resnet_pl.deploy.export_report import ExportError, ExportOptionError
-from resnet_pl.deploy.exporters import INPUT_NAME, quiet, require_onnx
+from resnet_pl.deploy.exporters import quiet, require_onnx
+from resnet_pl.deploy.metadata import INPUT_NAME
 
 DTYPES = ("fp32", "fp16", "int8")
 _DTYPE_ALIASES = {

@@ -27,8 +27,8 @@ from resnet_pl.data import (
     load_image,
     resolve_data_cfg,
 )
-from resnet_pl.deploy.onnx_export import decode_metadata
-from resnet_pl.deploy.source import ModelSource, base_metadata, load_model
+from resnet_pl.deploy.metadata import base_metadata, decode_metadata
+from resnet_pl.deploy.source import ModelSource, load_model
 from resnet_pl.models.tta import with_tta
 
 Backend = Literal["auto", "torch", "onnx"]
@@ -269,7 +269,7 @@ class OpenVinoClassifier(OnnxClassifier):
             raise ImportError(
                 "--runtime openvino needs OpenVINO: pip install 'resnet-pl[openvino]'"
             ) from None
-        from resnet_pl.deploy.exporters import read_metadata
+        from resnet_pl.deploy.metadata import read_metadata
 
         if device != "cpu":
             raise ValueError(f"the openvino runtime runs on the CPU here; got device={device!r}")

@@ -8,15 +8,12 @@ registry, so exporting or classifying does not import Lightning.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-import resnet_pl
 from resnet_pl.factory import create_model
 from resnet_pl.hub.checkpoint import CheckpointError, read_checkpoint
 from resnet_pl.hub.files import sha256_file
@@ -123,21 +120,3 @@ def load_model(source: ModelSource, *, pretrained: bool | None = None) -> Loaded
             "'resnet20.fashion_mnist' or pass pretrained=True for trained weights)"
         )
     return LoadedModel(model, cfg, text, notes)
-
-
-def base_metadata(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The provenance part of the ONNX metadata: arch, classes, weights and versions."""
-    num_classes = cfg.get("num_classes")
-    names = cfg.get("class_names")
-    if names is None and isinstance(num_classes, int) and num_classes > 0:
-        names = [str(i) for i in range(num_classes)]
-    return {
-        "arch": str(cfg.get("arch") or cfg.get("architecture") or "unknown"),
-        "num_classes": num_classes,
-        "class_names": list(names) if names is not None else None,
-        "dataset": cfg.get("dataset"),
-        "source_weights": cfg.get("source_weights"),
-        "weights_sha256": cfg.get("weights_sha256"),
-        "resnet_pl_version": resnet_pl.__version__,
-        "torch_version": torch.__version__,
-    }
