@@ -23,6 +23,7 @@ from resnet_pl.cli.util import accept_dashed, new_parser, parse
 from resnet_pl.data import IMAGE_SUFFIXES
 from resnet_pl.errors import ResNetPLError
 from resnet_pl.fileio import WriteError, atomic_open, write_text
+from resnet_pl.limits import csv_cell, printable
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ResNetPLError,  # ours (ExportOptionError, CheckpointError, UnknownModelError, sha256 ...)
@@ -351,16 +352,20 @@ def _classify_into(out: IO[str], clf: Any, files: list[Path], args: Namespace) -
         p = result.prediction
         if result.error is not None:
             n_bad += 1
-            print(f"error: {result.path}: {result.error}", file=sys.stderr)
+            # File names and messages are escaped: no raw newline, ANSI sequence or
+            # undecodable byte reaches the terminal.
+            print(f"error: {printable(result.path)}: {printable(result.error, 500)}",
+                  file=sys.stderr)  # fmt: skip
+        # Cells escaped against control characters and spreadsheet formulas (=, +, -, @).
         writer.writerow(
             {
-                "path": str(result.path),
-                "label": p.label if p else "",
+                "path": csv_cell(result.path),
+                "label": csv_cell(p.label) if p else "",
                 "index": p.index if p else "",
                 "prob": f"{p.prob:.6f}" if p else "",
-                "top_k_labels": json.dumps(p.labels) if p else "",
+                "top_k_labels": json.dumps([printable(v) for v in p.labels]) if p else "",
                 "top_k_probs": json.dumps([round(v, 6) for v in p.probs]) if p else "",
-                "error": result.error or "",
+                "error": csv_cell(result.error or ""),
             }
         )
         if progress is not None:

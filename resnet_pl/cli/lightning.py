@@ -145,6 +145,8 @@ class ResNetCLI(LightningCLI):
             raise ConfigError(f"--ckpt_path {path} does not exist (or is not a file)")
         from jsonargparse import ArgumentError
 
+        if not special and cfg.get("weights_only") is not False:
+            _check_checkpoint_sizes(Path(path))
         try:
             super()._parse_ckpt_path()
         except ArgumentError:  # the file loaded; its hyperparameters do not fit the options
@@ -255,6 +257,52 @@ def _checkpoint_names_class(path: Path) -> bool:
     return isinstance(hp, dict) and "_class_path" in hp
 
 
+def _check_checkpoint_sizes(path: Path) -> None:
+    """The hyperparameters LightningCLI is about to build the model from, checked first: sizes
+    within :mod:`resnet_pl.limits`, preprocessing finite, and (for registry architectures)
+    the network they describe, built on the meta device, of the shapes the checkpoint's
+    weights have; a checkpoint claiming ``num_classes: 10**9`` or huge widths is refused as
+    one line instead of allocating hundreds of GB. Unreadable files are left to
+    ``_parse_ckpt_path``'s own one-line report."""
+    import torch
+
+    from resnet_pl.hub.pretrained import structural_kwargs
+    from resnet_pl.hub.untrusted import check_checkpoint_hparams, check_preprocessing
+    from resnet_pl.limits import UntrustedValueError, check_build_args
+    from resnet_pl.models.registry import split_name
+
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict):
+        return
+    where = f"--ckpt_path {path}: hyper_parameters"
+    kwargs = hp.get("model_kwargs")
+    try:
+        check_build_args(
+            hp.get("num_classes", 1), hp.get("in_chans", 1), kwargs if kwargs else {}, where
+        )
+    except UntrustedValueError as err:
+        raise ConfigError(
+            f"{err}; the checkpoint is damaged or was not written by resnet-pl"
+        ) from None
+    check_preprocessing(hp, where, ConfigError)
+    arch = hp.get("arch")
+    weights = ckpt.get("state_dict")
+    if not isinstance(arch, str) or arch == "custom" or not isinstance(weights, dict):
+        return
+    shapes = {
+        k[len("model.") :]: tuple(v.shape)
+        for k, v in weights.items()
+        if isinstance(k, str) and k.startswith("model.") and isinstance(v, torch.Tensor)
+    }
+    options = structural_kwargs(kwargs if isinstance(kwargs, dict) else {})
+    check_checkpoint_hparams(hp, split_name(arch)[0], options, shapes, f"--ckpt_path {path}",
+                             ConfigError)  # fmt: skip
+
+
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -351,6 +399,19 @@ def lightning_main(argv: list[str]) -> int:
         message = " ".join(str(err).split())  # one line
         print(f"resnet-pl: error: {message}", file=sys.stderr)
         return 1 if isinstance(err, NonFiniteLossError) else 2
+    except RuntimeError as err:
+        # A --ckpt_path whose weights do not fit the model the options build (another class
+        # count or channel count from --data, say): torch's page of size mismatches, as one line.
+        text = str(err)
+        if "Error(s) in loading state_dict" not in text:
+            raise
+        detail = next((ln.strip() for ln in text.splitlines()[1:] if ln.strip()), "")
+        print(
+            f"resnet-pl: error: the --ckpt_path weights do not fit the model these options "
+            f"build ({detail}); pass the --data/--model options it was trained with",
+            file=sys.stderr,
+        )
+        return 2
     except OSError as err:
         # A write failure inside a library we do not wrap (TensorBoard's event writer thread,
         # a callback of the user's): still one line naming the file and the cause.

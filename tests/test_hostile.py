@@ -1,0 +1,445 @@
+"""Hostile inputs, third campaign (issue #27): untrusted ONNX metadata, Hugging Face folders
+and checkpoints that would exhaust memory, NaN preprocessing, config values that slipped
+through, and hostile file and class names.
+
+Every case must end in one line naming the file (and key) and the fix: a documented
+``ResNetPLError`` in Python, ``resnet-pl: error: ...`` / ``error: ...`` and no traceback on the
+command line; nothing allocated beyond :mod:`resnet_pl.limits`; no NaN output; no partial
+folder. The fuzz campaign at the end throws random types, sizes and nesting into every
+metadata key; one of its tests runs under an address-space limit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import resnet_pl
+from resnet_pl.cli import main
+from resnet_pl.errors import ResNetPLError
+from resnet_pl.limits import UntrustedValueError, limits, raised_limits
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"widths": [8, 16, 32]}
+FAST = 5.0  # seconds: every refusal here is a check, not a build
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def one_line(err: BaseException | str, *must: str) -> str:
+    text = str(err)
+    assert "\n" not in text.strip(), text
+    assert "Traceback" not in text
+    for word in must:
+        assert word in text, (word, text)
+    return text
+
+
+def cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cli_one_line(capsys: pytest.CaptureFixture[str], *argv: str, code: int | None = None) -> str:
+    rc, _, err = cli(*argv, capsys=capsys)
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert rc != 0 and (code is None or rc == code), (rc, err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# ================================================================================================
+# Fixtures: a tiny model as a checkpoint, an ONNX export and a save_pretrained folder
+# ================================================================================================
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return resnet_pl.create_model("resnet20", in_chans=1, **TINY)
+
+
+HPARAMS = {
+    "arch": "resnet20", "num_classes": 10, "in_chans": 1, "model_kwargs": TINY,
+    "class_names": [f"c{i}" for i in range(10)], "mean": [0.5], "std": [0.25],
+    "input_size": [1, 28, 28], "dataset": "fake",
+}  # fmt: skip
+
+
+def write_ckpt(path: Path, **hp: Any) -> Path:
+    import lightning
+
+    model = tiny_model()
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"hyper_parameters": {**HPARAMS, **hp}, "state_dict": state,
+                "pytorch-lightning_version": lightning.__version__}, path)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from resnet_pl.deploy import export_onnx
+    from resnet_pl.hub import save_pretrained
+
+    tmp = tmp_path_factory.mktemp("hostile")
+    ckpt = write_ckpt(tmp / "tiny.ckpt")
+    model = tiny_model()
+    onnx_path = tmp / "tiny.onnx"
+    export_onnx(ckpt, onnx_path, verify=False, exporter="torchscript")
+    cfg = {
+        **dict(getattr(model, "pretrained_cfg", {}) or {}),
+        "input_size": [1, 28, 28], "mean": [0.5], "std": [0.25],
+    }  # fmt: skip
+    folder = save_pretrained(
+        model, tmp / "hf", arch_kwargs=TINY, pretrained_cfg=cfg, model_card=False
+    )
+    images = tmp / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(images / f"{i}.png")
+    return {"tmp": tmp, "ckpt": ckpt, "onnx": onnx_path, "hf": folder, "images": images}
+
+
+def onnx_with(src: Path, dst: Path, **props: str | None) -> Path:
+    """A copy of ``src`` with metadata keys replaced (None: removed), as raw strings."""
+    import onnx
+
+    model = onnx.load(str(src))
+    current = {p.key: p.value for p in model.metadata_props}
+    for key, value in props.items():
+        if value is None:
+            current.pop(key, None)
+        else:
+            current[key] = value
+    del model.metadata_props[:]
+    for key, value in current.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, str(dst))
+    return dst
+
+
+def tiny_graph(
+    dst: Path, *, in_type: int | None = None, out_shape: list[Any] | None = None,
+    op: str = "Flatten", then: str | None = None, meta: dict[str, str] | None = None,
+) -> Path:  # fmt: skip
+    """A hand-made graph ``(N, 1, 28, 28) -> op(x)``, optionally followed by ``then``:
+    ``"nan"`` (multiply by NaN), ``"empty"`` (slice to zero classes) or ``"huge"`` (reshape
+    to 10**9 classes, which ONNX Runtime's shape inference reports statically)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    elem = TensorProto.FLOAT if in_type is None else in_type
+    x = helper.make_tensor_value_info("input", elem, ["N", 1, 28, 28])
+    y = helper.make_tensor_value_info("logits", elem, out_shape or ["N", 784])
+    nodes = [helper.make_node(op, ["input"], ["flat" if then else "logits"])]
+    inits = []
+    if then == "nan":
+        inits.append(helper.make_tensor("s", TensorProto.FLOAT, [], [math.nan]))
+        nodes.append(helper.make_node("Mul", ["flat", "s"], ["logits"]))
+    elif then == "empty":
+        for name, value in (("st", 0), ("en", 0), ("ax", 1)):
+            inits.append(helper.make_tensor(name, TensorProto.INT64, [1], [value]))
+        nodes.append(helper.make_node("Slice", ["flat", "st", "en", "ax"], ["logits"]))
+    elif then == "huge":
+        inits.append(helper.make_tensor("sh", TensorProto.INT64, [2], [-1, 10**9]))
+        nodes.append(helper.make_node("Reshape", ["flat", "sh"], ["logits"]))
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    for key, value in (meta or {}).items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, str(dst))
+    return dst
+
+
+# ================================================================================================
+# 1-2. ONNX metadata and graph
+# ================================================================================================
+DEEP = "[" * 5000 + "]" * 5000
+ONNX_CASES: dict[str, dict[str, str]] = {
+    "json_keys not a list": {"json_keys": '{"a": 1}'},
+    "json_keys deeply nested": {"json_keys": DEEP},
+    "json_keys not JSON": {"json_keys": "[oops"},
+    "class_names a number": {"class_names": "5"},
+    "class_names deeply nested": {"class_names": DEEP},
+    "class_names nested lists": {"class_names": '[["a"], ["b"]]'},
+    "class_names too many": {"class_names": json.dumps(["x"] * 100_001)},
+    "input_size a string list": {"input_size": '"28"'},
+    "input_size 40000 squared": {"input_size": "[1, 40000, 40000]"},
+    "input_size huge int": {"input_size": "[1, " + "9" * 5000 + ", 2]"},
+    "input_size overflow float": {"input_size": "[1, 1e999, 28]"},
+    "input_size channels disagree with graph": {"input_size": "[3, 28, 28]"},
+    "input_size height disagrees with graph": {"input_size": "[1, 32, 32]"},
+    "crop_pct 0.001": {"crop_pct": "0.001"},
+    "crop_pct nan": {"crop_pct": "NaN"},
+    "mean NaN": {"mean": "[NaN]"},
+    "std Infinity": {"std": "[Infinity]"},
+    "std zero": {"std": "[0]"},
+    "mean nested": {"mean": "[[0.5]]"},
+    "output_names a number": {"output_names": "5"},
+    "num_classes 1e999": {"num_classes": "1e999"},
+    "features_only a string": {"features_only": '"yes"'},
+}
+
+
+@pytest.mark.parametrize("case", list(ONNX_CASES))
+def test_onnx_metadata_is_checked_before_use(
+    case: str, work: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue items 1-2: every metadata key is parsed with bounded size and nesting, typed,
+    finite and bounded, and checked against the graph's input: one OnnxMetadataError naming
+    the file (and key), fast; never a TypeError/RecursionError/OverflowError or an ORT
+    traceback, never an allocation sized by the metadata."""
+    from resnet_pl.deploy.runtime import OnnxClassifier
+    from resnet_pl.deploy.untrusted import OnnxMetadataError
+
+    import onnx
+
+    values = dict(ONNX_CASES[case])
+    keys = [k for k in values if k != "json_keys"]
+    if keys:  # these values are JSON: keep them listed as such
+        props = {p.key: p.value for p in onnx.load(str(work["onnx"])).metadata_props}
+        values["json_keys"] = json.dumps(sorted({*keys, *json.loads(props["json_keys"])}))
+    path = onnx_with(work["onnx"], tmp_path / "m.onnx", **values)
+    start = time.perf_counter()
+    with pytest.raises(OnnxMetadataError) as info:
+        OnnxClassifier(path)
+    assert time.perf_counter() - start < FAST
+    text = one_line(info.value, str(path), "resnet-pl export")
+    key = keys[0] if keys else "json_keys"
+    assert key in text or "input" in text, text
+
+
+def test_onnx_nan_and_huge_metadata_in_classify_cli(
+    work: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`resnet-pl classify` with hostile metadata: exit 2, one line naming file and key, no
+    NaN probability printed."""
+    for name, props in (("nan", {"mean": "[NaN]"}), ("big", {"crop_pct": "0.001"})):
+        path = onnx_with(work["onnx"], tmp_path / f"{name}.onnx", **props)
+        line = cli_one_line(capsys, "classify", "--model", str(path), str(work["images"]), code=2)
+        assert str(path) in line and ("mean" in line or "crop_pct" in line), line
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["int64 input", "rank-4 output", "zero classes", "1e9 classes", "nan outputs", "rank-3 input"],
+)
+def test_onnx_graph_signature_and_outputs(case: str, tmp_path: Path) -> None:
+    """Issue item 1: a graph whose input is not a float image batch, whose output is not
+    (N, classes) within the limit, or that outputs NaN: one line naming the file, before or
+    instead of ONNX Runtime's own traceback."""
+    from onnx import TensorProto
+
+    from resnet_pl.deploy.runtime import OnnxClassifier
+
+    path = tmp_path / "g.onnx"
+    meta = {"input_size": "[1, 28, 28]", "json_keys": '["input_size"]'}
+    if case == "int64 input":
+        tiny_graph(path, in_type=TensorProto.INT64, meta=meta)
+    elif case == "rank-4 output":
+        tiny_graph(path, op="Identity", out_shape=["N", 1, 28, 28], meta=meta)
+    elif case == "zero classes":
+        tiny_graph(path, then="empty", out_shape=["N", 0], meta=meta)
+    elif case == "1e9 classes":
+        tiny_graph(path, then="huge", out_shape=["N", 10**9], meta=meta)
+    elif case == "nan outputs":
+        tiny_graph(path, then="nan", meta=meta)
+    else:
+        import onnx
+        from onnx import helper
+
+        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 784])
+        y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 784])
+        graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "g",
+                                  [x], [y])  # fmt: skip
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 9
+        onnx.save(model, str(path))
+    image = Image.fromarray(np.zeros((28, 28), np.uint8))
+    with pytest.raises(ResNetPLError) as info:
+        OnnxClassifier(path).predict([image])
+    one_line(info.value, str(path))
+    assert isinstance(info.value, ValueError | RuntimeError)
+
+
+# ================================================================================================
+# 3. Hugging Face folders
+# ================================================================================================
+def hf_copy(work: dict[str, Path], tmp: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    folder = tmp / "hf"
+    shutil.copytree(work["hf"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _set(**values: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if value is KeyError:
+                config.pop(key, None)
+            else:
+                config[key] = value
+
+    return edit
+
+
+HF_CASES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "no sha256": _set(sha256=KeyError),
+    "sha256 null": _set(sha256=None),
+    "sha256 0": _set(sha256=0),
+    "num_classes negative": _set(num_classes=-3),
+    "num_classes 1e15": _set(num_classes=10**15),
+    "num_classes Infinity": _set(num_classes=math.inf),
+    "in_chans a list": _set(in_chans=[1]),
+    "widths negative": _set(arch_kwargs={"widths": [-8, 16, 32]}),
+    "widths 1e15": _set(arch_kwargs={"widths": [10**15, 16, 32]}),
+    "layers 20000": _set(arch_kwargs={"widths": [8, 16, 32], "layers": [20000, 1, 1]}),
+    "arch_kwargs nested": _set(arch_kwargs={"widths": [[[[8]]]]}),
+    "pretrained_cfg mean NaN": lambda c: c["pretrained_cfg"].update(mean=[math.nan]),
+    "pretrained_cfg input_size huge": lambda c: c["pretrained_cfg"].update(
+        input_size=[1, 40000, 40000]
+    ),
+    "widths disagree with weights": _set(arch_kwargs={"widths": [16, 16, 32]}),
+}
+
+
+@pytest.mark.parametrize("case", list(HF_CASES))
+def test_hf_config_is_checked_before_building(
+    case: str, work: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue item 3: config.json without a usable sha256 is refused (not loaded unchecked);
+    sizes are typed and bounded and compared with the safetensors header before any model is
+    built: one documented error naming config.json, in well under a second of work."""
+    from resnet_pl.hub import from_pretrained
+    from resnet_pl.hub.weights import WeightsMismatchError, WeightsVerificationError
+
+    folder = hf_copy(work, tmp_path, HF_CASES[case])
+    start = time.perf_counter()
+    with pytest.raises((WeightsVerificationError, WeightsMismatchError)) as info:
+        from_pretrained(folder)
+    assert time.perf_counter() - start < FAST
+    text = one_line(info.value, "config.json")
+    if "sha256" in case:
+        assert "sha256" in text and "save_pretrained" in text
+
+
+def test_hf_deep_json_in_config_and_safetensors_metadata(
+    work: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue item 3: deeply nested JSON in config.json and in a safetensors __metadata__ is
+    refused as one line (no RecursionError)."""
+    import struct
+
+    from resnet_pl.hub import from_pretrained
+    from resnet_pl.hub.pretrained import read_state_dict
+    from resnet_pl.hub.weights import WeightsVerificationError
+
+    folder = tmp_path / "deep"
+    shutil.copytree(work["hf"], folder)
+    text = (folder / "config.json").read_text()
+    (folder / "config.json").write_text(text[:-2] + ', "x": ' + DEEP + "}\n")
+    with pytest.raises(ValueError) as info:
+        from_pretrained(folder)
+    one_line(info.value, "config.json", "nested")
+
+    weights = work["hf"] / "model.safetensors"
+    data = weights.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    for meta in ({"x": DEEP}, "not a mapping"):
+        header["__metadata__"] = meta
+        raw = json.dumps(header).replace(json.dumps(DEEP), DEEP).encode()
+        raw += b" " * (-len(raw) % 8)
+        bad = tmp_path / "bad.safetensors"
+        bad.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+        with pytest.raises(WeightsVerificationError) as err:
+            read_state_dict(bad, "safetensors")
+        one_line(err.value, str(bad))
+
+
+def test_hf_sha256_refusal_is_documented() -> None:
+    text = (REPO / "docs" / "hub.md").read_text()
+    assert "no `sha256`" in text or "without a `sha256`" in text
+
+
+# ================================================================================================
+# 4. Checkpoints
+# ================================================================================================
+CKPT_CASES: dict[str, dict[str, Any]] = {
+    "num_classes 1e9": {"num_classes": 10**9},
+    "in_chans 1e9": {"in_chans": 10**9},
+    "huge widths": {"model_kwargs": {"widths": [2**20, 16, 32]}},
+    "widths disagree with weights": {"model_kwargs": {"widths": [16, 16, 32]}},
+    "num_classes disagrees with weights": {"num_classes": 1000},
+    "num_classes a string": {"num_classes": "ten"},
+    "class_names 5": {"class_names": 5},
+    "mean NaN": {"mean": [math.nan]},
+    "std Infinity": {"std": [math.inf]},
+    "input_size huge": {"input_size": [1, 40000, 40000]},
+    "crop_pct tiny": {"crop_pct": 0.001},
+}
+
+
+@pytest.mark.parametrize("case", list(CKPT_CASES))
+def test_checkpoint_hparams_checked_before_building(case: str, tmp_path: Path) -> None:
+    """Issue item 4: hparams are bounded and compared with the state dict's shapes (on the
+    meta device) before anything is built, in the one checkpoint reader (classify, export,
+    hub export-checkpoint, distillation teachers)."""
+    from resnet_pl.deploy.source import load_checkpoint
+    from resnet_pl.hub.checkpoint import CheckpointError
+
+    path = write_ckpt(tmp_path / "bad.ckpt", **CKPT_CASES[case])
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert time.perf_counter() - start < FAST
+    one_line(info.value, str(path))
+
+
+def test_checkpoint_cli_classify_and_test_are_one_line(
+    work: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue item 4 as a user meets it: `classify` and `resnet-pl test --ckpt_path` with
+    num_classes 10**9 / class_names 5: one line, exit 2, no allocation (the test would need
+    hundreds of GB otherwise)."""
+    big = write_ckpt(tmp_path / "big.ckpt", num_classes=10**9)
+    names = write_ckpt(tmp_path / "names.ckpt", class_names=5)
+    for path in (big, names):
+        line = cli_one_line(capsys, "classify", "--model", str(path), str(work["images"]), code=2)
+        assert str(path) in line
+    wide = write_ckpt(tmp_path / "wide.ckpt", model_kwargs={"widths": [2**20, 16, 32]})
+    for path in (big, wide):
+        rc, _, err = cli("test", "--ckpt_path", str(path), "--data.dataset", "fake",
+                         "--data.fake_size", "32", "--run_root", str(tmp_path / "runs"),
+                         capsys=capsys)  # fmt: skip
+        assert rc == 2 and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith("resnet-pl: error:"), err
+        assert str(path) in err.strip().splitlines()[-1]
