@@ -357,12 +357,35 @@ class ImageDataModule(L.LightningDataModule):
             )
             self.train_set, self.val_set, self.test_set = sets
 
+    def _missing_split(self, split: str) -> Exception:
+        """The one-line error for a split the data does not have (e.g. ``resnet-pl test`` on an
+        image folder without ``test/``, or ``fit --data.val_fraction 0`` without ``val/``)."""
+        if self.train_set is None and self.val_set is None and self.test_set is None:
+            return ConfigError(f"no {split} data: call setup() before asking for its loader")
+        if self.dataset == "imagefolder":
+            folder = Path(str(self.data_dir)) / ("val" if split == "validation" else split)
+            if split == "test":
+                return DataNotFoundError(
+                    f"{folder} does not exist: testing and predicting on an imagefolder dataset "
+                    f"need a test/ folder with one subfolder per class (or run validate, which "
+                    f"uses val/ or the share of train/ held out by --data.val_fraction)"
+                )
+            return ConfigError(
+                f"no validation data: {folder} does not exist and --data.val_fraction is "
+                f"{self.hparams['val_fraction']}; add a val/ folder, set --data.val_fraction "
+                f"to e.g. 0.1, or train without validation (--trainer.limit_val_batches 0)"
+            )
+        if split == "validation":
+            return ConfigError(
+                f"no validation data: --data.val_fraction is {self.hparams['val_fraction']}; set "
+                f"it to e.g. 0.1, or train without validation (--trainer.limit_val_batches 0)"
+            )
+        return DataNotFoundError(f"dataset {self.dataset!r} has no {split} split here")
+
     # ---- loaders -------------
     def _loader(self, ds: Dataset[Any] | None, split: str, subset: int | None) -> DataLoader[Any]:
         if ds is None:
-            raise RuntimeError(
-                f"no {split} data: call setup() first, or give the dataset a {split} split"
-            )
+            raise self._missing_split(split)
         if subset is not None:
             if isinstance(ds, TensorImageDataset):
                 ds = ds.head(subset)

@@ -41,6 +41,7 @@ from resnet_pl.lightning.errors import (
     UntrustedCheckpointError,
     checkpoint_load_error,
 )
+from resnet_pl.lightning.validate import check_optimizer_values, check_schedule_values
 from resnet_pl.models.registry import get_builder, split_name
 from resnet_pl.models.tta import TTAMode, check_mode, tta_logits
 
@@ -139,6 +140,8 @@ class ResNetClassifier(L.LightningModule):
         _check_hparams(optimizer, lr, weight_decay, scheduler, num_classes, in_chans,
                        label_smoothing, mixup_alpha, cutmix_alpha, backbone_lr_scale)  # fmt: skip
         _check_recipe(norm_bias_lr_scale, ema_decay, ema_every_n_steps, tta)
+        check_optimizer_values(momentum, betas)
+        check_schedule_values(warmup_epochs, min_lr_ratio, step_milestones, step_gamma)
         if model is None:
             _check_arch(arch)
         # Plain values only: the module passed as ``model`` is never pickled into hparams.

@@ -1,0 +1,64 @@
+"""Small validators for :class:`~resnet_pl.lightning.module.ResNetClassifier`'s option values,
+one per group of options, each raising :class:`~resnet_pl.lightning.errors.ConfigError` with
+one line naming the option, the value and the accepted range.
+
+They are plain functions of plain values (no module state), so whichever object holds the
+options (the constructor today, typed option groups later) calls the same checks. Values that
+torch or Lightning would refuse only later with a traceback (``momentum=-1``), or accept
+silently with a wrong result (``min_lr_ratio=-1``: the cosine factor turns negative, i.e.
+gradient *ascent*; ``warmup_epochs=-3``), fail here, before any data is read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from resnet_pl.lightning.errors import ConfigError
+
+
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def check_in_range(
+    name: str, value: Any, low: float, high: float | None = None, *, high_open: bool = False
+) -> float:
+    """``value`` as a finite number in ``[low, high]`` (``[low, high)`` with ``high_open``)."""
+    above = high is not None and (value >= high if high_open else value > high)
+    if not _number(value) or value < low or above:
+        hi = "inf)" if high is None else f"{high}{')' if high_open else ']'}"
+        raise ConfigError(f"{name} must be a finite number in [{low}, {hi}, got {value!r}")
+    return float(value)
+
+
+def check_optimizer_values(momentum: Any, betas: Any) -> None:
+    """``momentum`` in [0, 1) (SGD); ``betas`` two numbers in [0, 1) (Adam/AdamW)."""
+    check_in_range("momentum", momentum, 0.0, 1.0, high_open=True)
+    if isinstance(betas, str) or not isinstance(betas, Sequence) or len(betas) != 2:
+        raise ConfigError(f"betas must be two numbers in [0, 1), e.g. [0.9, 0.999]; got {betas!r}")
+    for i, beta in enumerate(betas):
+        check_in_range(f"betas[{i}]", beta, 0.0, 1.0, high_open=True)
+
+
+def check_schedule_values(
+    warmup_epochs: Any, min_lr_ratio: Any, step_milestones: Any, step_gamma: Any
+) -> None:
+    """``warmup_epochs`` >= 0; ``min_lr_ratio`` in [0, 1] (the final learning rate as a
+    fraction of ``lr``); ``step_milestones`` non-negative integers; ``step_gamma`` > 0."""
+    check_in_range("warmup_epochs", warmup_epochs, 0.0)
+    check_in_range("min_lr_ratio", min_lr_ratio, 0.0, 1.0)
+    if (
+        isinstance(step_milestones, str)
+        or not isinstance(step_milestones, Sequence)
+        or any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in step_milestones)
+    ):
+        raise ConfigError(
+            f"step_milestones must be a list of epoch numbers >= 0, got {step_milestones!r}"
+        )
+    if not _number(step_gamma) or step_gamma <= 0:
+        raise ConfigError(f"step_gamma must be a finite number > 0, got {step_gamma!r}")
+
+
+__all__ = ["check_in_range", "check_optimizer_values", "check_schedule_values"]
