@@ -115,11 +115,28 @@ def _raise_hint(name: str) -> str:
     return f"if the file is genuine, raise the limit: {ENV}={name}=N or resnet_pl.limits.set_limits"
 
 
+def fs_text(name: str) -> str:
+    """A file or folder name as valid UTF-8 text: bytes that are not UTF-8 (which Python keeps
+    as lone surrogates) become ``\\xNN`` escapes, so the name can be written to JSON, CSV,
+    model cards and terminals. Valid names are returned unchanged."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogateescape") if _only_escapes(name) else None
+        if raw is not None:
+            return raw.decode("utf-8", "backslashreplace")
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _only_escapes(name: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in name)
+
+
 def printable(text: object, limit: int = 200) -> str:
     """``text`` safe to print on one terminal line: control characters (newlines, ANSI escape
     sequences) and undecodable bytes escaped, long values shortened."""
-    value = str(text)
-    out = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    out = fs_text(str(text))
     out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in out)
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
@@ -266,7 +283,7 @@ def check_names(
     for i, item in enumerate(items):
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise error(f"{where}[{i}] must be a string, got {_show(item)}")
-        name = str(item)
+        name = fs_text(str(item))
         if len(name) > 1000:
             raise error(f"{where}[{i}] is {len(name)} characters long (at most 1000)")
         names.append(name)
@@ -406,6 +423,7 @@ __all__ = [
     "UntrustedValueError",
     "check_build_args",
     "csv_cell",
+    "fs_text",
     "check_float",
     "check_image_geometry",
     "check_int",

@@ -16,6 +16,7 @@ network's weights are the ``model.``-prefixed keys of ``state_dict``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import pickle
 import re
@@ -30,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet_pl.errors import ResNetPLError
-from resnet_pl.fileio import atomic_paths, write_text
+from resnet_pl.fileio import atomic_paths
 from resnet_pl.hub.evaluate import IDX_DATASETS, TORCHVISION_DATASETS, measure_small
 from resnet_pl.hub.pretrained import (
     load_into,
@@ -137,6 +138,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     # Untrusted: sizes bounded and checked against the stored weights (on the meta device)
     # before anything is built from them.
     shapes = {k: tuple(v.shape) for k, v in state.items()}
+    hp = dict(hp)
     num_classes, in_chans = check_checkpoint_hparams(
         hp, arch, arch_kwargs, shapes, path, CheckpointError
     )
@@ -368,18 +370,26 @@ def export_checkpoint(
     ck = read_checkpoint(ckpt)
     model = build_model(ck)
     cfg = checkpoint_cfg(ck, model, make_recipe(ck, command=command, commit=commit))
+    if not measure_metrics:  # one atomic save: config, weights and card together
+        return save_pretrained(model, out_dir, arch_kwargs=ck.arch_kwargs, pretrained_cfg=cfg)
+    out = Path(out_dir)
+    created = not out.exists()
     folder = save_pretrained(
         model, out_dir, arch_kwargs=ck.arch_kwargs, pretrained_cfg=cfg, model_card=False
     )
-    if measure_metrics:
+    try:
         # Measured on the folder as written, so the numbers describe exactly what is shipped.
         cfg["metrics"] = measure(from_pretrained(folder), cfg, limit=limit, data_dir=data_dir)
         folder = save_pretrained(model, out_dir, arch_kwargs=ck.arch_kwargs, pretrained_cfg=cfg)
-    else:
-        from resnet_pl.hub.hf import CARD_NAME, CONFIG_NAME, read_config, render_model_card
+    except BaseException:
+        if created:  # no partial folder: what this call wrote goes, nothing else
+            from resnet_pl.hub.hf import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
-        config = read_config(folder / CONFIG_NAME)
-        write_text(folder / CARD_NAME, render_model_card(config))
+            for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+                (out / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return folder
 
 

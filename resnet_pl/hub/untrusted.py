@@ -60,12 +60,17 @@ def shape_difference(
     return "; ".join(diff[:3]) + (" ..." if len(diff) > 3 else "")
 
 
-def check_preprocessing(cfg: Any, where: str, error: type[Exception]) -> None:
+def check_preprocessing(cfg: Any, where: str, error: type[Exception]) -> dict[str, Any]:
     """``input_size``, ``crop_pct``, ``mean``, ``std`` and the class list of a recorded
     preprocessing (a ``pretrained_cfg`` or checkpoint hyperparameters): finite, bounded, of
-    the right types. Absent keys are fine."""
+    the right types. Absent keys are fine.
+
+    Returns:
+        The class lists (``class_names``, ``categories``) present, as valid UTF-8 strings.
+    """
+    names: dict[str, Any] = {}
     if cfg is None:
-        return
+        return names
     if not isinstance(cfg, Mapping):
         raise error(f"{where} must be a mapping, got {printable(repr(cfg), 60)}")
     try:
@@ -78,9 +83,10 @@ def check_preprocessing(cfg: Any, where: str, error: type[Exception]) -> None:
                 check_norm(cfg[key], f"{where} {key}", positive=key == "std")
         for key in ("class_names", "categories"):
             if cfg.get(key) is not None:
-                check_names(cfg[key], f"{where} {key}")
+                names[key] = check_names(cfg[key], f"{where} {key}")
     except UntrustedValueError as err:
         raise error(str(err)) from None
+    return names
 
 
 def check_folder_config(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -147,7 +153,9 @@ def check_checkpoint_hparams(
         )
     except UntrustedValueError as err:
         raise error(f"{err}; the checkpoint is damaged or was not written by resnet-pl") from None
-    check_preprocessing(hparams, where, error)
+    names = check_preprocessing(hparams, where, error)
+    if isinstance(hparams, dict):
+        hparams.update(names)  # class names as valid UTF-8 text (for cards, JSON, CSV)
     want = meta_shapes(arch, num_classes, in_chans, kwargs, where, error)
     if dict(want) != dict(state_shapes):
         raise error(
