@@ -191,9 +191,10 @@ def build_parsers() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
 
 def _err(message: str) -> None:
     first, *rest = str(message).splitlines() or [""]
-    print(f"error: {first}", file=sys.stderr)
+    # Escaped: a file or class name must not move the cursor or recolour the terminal.
+    print(f"error: {printable(first, 4000)}", file=sys.stderr)
     for line in rest:
-        print(line, file=sys.stderr)
+        print(printable(line, 4000), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         return _classify(args)
     except WriteError as e:  # disk full / no permission: the output was not (partly) written
-        print(f"resnet-pl: error: {e}", file=sys.stderr)
+        print(f"resnet-pl: error: {printable(e, 4000)}", file=sys.stderr)
         return 1
     except _USAGE_ERRORS as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
@@ -317,7 +318,7 @@ def _classify(args: Namespace) -> int:
         else None,
     )
     for note in getattr(clf, "warnings", []):
-        print(f"warning: {note}", file=sys.stderr)
+        print(f"warning: {printable(note, 4000)}", file=sys.stderr)
 
     with ExitStack() as stack:
         # --output is written to a temporary file renamed into place at the end: a full disk,

@@ -462,17 +462,17 @@ def lightning_main(argv: list[str]) -> int:
         print(f"resnet-pl: {message}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except WriteError as err:
-        print(f"resnet-pl: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"resnet-pl: error: {printable(' '.join(str(err).split()), 4000)}", file=sys.stderr)
         return 1
     except ArgumentError as err:
-        message = " ".join(str(err).split())
+        message = printable(" ".join(str(err).split()), 4000)
         print(
             f"resnet-pl: error: {message} (resnet-pl {argv[0]} --help lists the options)",
             file=sys.stderr,
         )
         return 2
     except ResNetPLError as err:  # ours: the message names the fix; anything else is a bug
-        message = " ".join(str(err).split())  # one line
+        message = printable(" ".join(str(err).split()), 4000)  # one line, escaped
         print(f"resnet-pl: error: {message}", file=sys.stderr)
         return 1 if isinstance(err, NonFiniteLossError) else 2
     except RuntimeError as err:
