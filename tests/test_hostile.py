@@ -443,3 +443,229 @@ def test_checkpoint_cli_classify_and_test_are_one_line(
         assert rc == 2 and "Traceback" not in err, err
         assert err.strip().splitlines()[-1].startswith("resnet-pl: error:"), err
         assert str(path) in err.strip().splitlines()[-1]
+
+
+# ================================================================================================
+# 5. Configuration and command line
+# ================================================================================================
+FIT = ["fit", "--data.dataset", "fake", "--data.fake_size", "32", "--data.batch_size", "16",
+       "--model.model_kwargs", json.dumps(TINY), "--trainer.enable_progress_bar", "false"]  # fmt: skip
+BAD_OPTIONS = {
+    "max_epochs -5": (["--trainer.max_epochs", "-5"], "max_epochs"),
+    "momentum -1": (["--model.momentum", "-1"], "momentum"),
+    "betas 2,3": (["--model.betas", "[2.0,3.0]"], "betas"),
+    "min_lr_ratio -1": (["--model.min_lr_ratio", "-1"], "min_lr_ratio"),
+    "warmup_epochs -3": (["--model.warmup_epochs", "-3"], "warmup_epochs"),
+    "step_gamma 0": (["--model.step_gamma", "0"], "step_gamma"),
+}
+BAD_CONFIGS: dict[str, tuple[bytes, str]] = {
+    "binary": (b"\x00\x01\x02\x03binary\x00", "binary"),
+    "non-UTF-8": (b"\xff\xfe\x00model: 1\n", "not UTF-8"),
+    "model a list": (b"model: [1, 2]\n", "`model`"),
+    "trainer a number": (b"trainer: 5\n", "`trainer`"),
+    "empty": (b"", "is empty"),
+    "comments only": (b"# nothing here\n", "is empty"),
+    "a list": (b"- 1\n- 2\n", "not a mapping"),
+    "invalid YAML": (b"model:\n  lr: [\n", "not valid YAML"),
+    "fit.data a string": (b"fit:\n  data: imagefolder\n", "`fit.data`"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_option_values_are_one_line(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue item 5: values that gave tracebacks (max_epochs, momentum, betas) or were
+    silently accepted (min_lr_ratio < 0: gradient ascent; warmup_epochs < 0): one line naming
+    the option, exit 2, before any data is read or run folder written."""
+    extra, name = BAD_OPTIONS[case]
+    line = cli_one_line(capsys, *FIT, "--run_root", str(tmp_path), *extra, code=2)
+    assert line.startswith("resnet-pl: error:") and name in line, line
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_files_are_one_line(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue item 5: a --config that is binary, not UTF-8, empty, not a mapping, or has a
+    section of the wrong type: one line naming the file, exit 2."""
+    data, expect = BAD_CONFIGS[case]
+    config = tmp_path / "config.yaml"
+    config.write_bytes(data)
+    line = cli_one_line(capsys, "fit", "--config", str(config), *FIT[1:], code=2)
+    assert str(config) in line and expect in line, line
+
+
+def test_module_validators_in_python() -> None:
+    """The same checks from Python (ResNetClassifier), as ConfigError."""
+    from resnet_pl.lightning import ConfigError, ResNetClassifier
+
+    for kwargs in ({"momentum": -1}, {"betas": (2.0, 3.0)}, {"betas": (0.9,)},
+                   {"min_lr_ratio": -1}, {"min_lr_ratio": math.nan}, {"warmup_epochs": -3},
+                   {"step_milestones": [-1]}):  # fmt: skip
+        with pytest.raises(ConfigError) as info:
+            ResNetClassifier(model_kwargs=TINY, **kwargs)  # type: ignore[arg-type]
+        one_line(info.value, next(iter(kwargs)))
+    ResNetClassifier(model_kwargs=TINY, momentum=0.0, min_lr_ratio=1.0, warmup_epochs=0)
+
+
+# ================================================================================================
+# 6. Image folders and names
+# ================================================================================================
+@pytest.fixture(scope="module")
+def train_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train_only")
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        (root / "train" / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 255, (28, 28), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "train" / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("command", ["test", "predict", "fit"])
+def test_missing_split_is_one_line(
+    command: str, train_only: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue item 6: test/predict on a folder without test/, fit with val_fraction 0 and no
+    val/: one line naming the missing folder and the fix, exit 2 (was a RuntimeError
+    traceback)."""
+    argv = [command, "--data.dataset", "imagefolder", "--data.data_dir", str(train_only),
+            "--data.image_size", "28", "--data.num_workers", "0",
+            "--model.model_kwargs", json.dumps(TINY), "--run_root", str(tmp_path),
+            "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1"]  # fmt: skip
+    if command == "fit":
+        argv += ["--data.val_fraction", "0"]
+    line = cli_one_line(capsys, *argv, code=2)
+    folder = "val" if command == "fit" else "test"
+    assert str(train_only / folder) in line, line
+    assert ("val_fraction" if command == "fit" else "test/") in line
+
+
+HOSTILE_NAME = "=HYPERLINK(1)\n\x1b[31mred"
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Images named with bytes that are not UTF-8, a newline and an ANSI escape, plus a file
+    that is not an image."""
+    root = tmp_path_factory.mktemp("names")
+    image = Image.fromarray(np.full((28, 28), 128, np.uint8))
+    image.save(root / "ok.png")
+    image.save(os.fsdecode(bytes(root) + b"/bad\xff\xfe.png"))
+    image.save(root / f"{HOSTILE_NAME}.png")
+    (root / "broken\x1b[2J.png").write_bytes(b"not a png")
+    return root
+
+
+def _assert_escaped(text: str) -> None:
+    assert "\x1b" not in text and "\udcff" not in text, text
+    text.encode("utf-8")  # no lone surrogates
+
+
+def test_classify_hostile_file_names(
+    hostile_files: Path, work: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Issue item 6: a non-UTF-8 file name no longer stops the batch (exit 2, no CSV): every
+    file gets its row, the unreadable one is named (escaped); no raw newline or ANSI escape
+    reaches the terminal; cells starting with = + - @ are escaped against formula injection."""
+    out = tmp_path / "out.csv"
+    model = write_ckpt(tmp_path / "named.ckpt",
+                       class_names=["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(1)", *"abcdef"])  # fmt: skip
+    code, stdout, stderr = cli("classify", "--model", str(model), str(hostile_files),
+                               "--output", str(out), "--top_k", "10", capsys=capsys)  # fmt: skip
+    assert code == 1, stderr  # one unreadable file
+    _assert_escaped(stderr)
+    assert "Traceback" not in stderr
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "broken\\x1b[2J.png" in errors[0], stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 4
+    paths = {r["path"] for r in rows}
+    assert any(p.endswith("bad\\xff\\xfe.png") for p in paths), paths
+    assert any("\\n\\x1b[31mred" in p for p in paths), paths
+    for row in rows:
+        for cell in row.values():
+            _assert_escaped(cell)
+            assert not cell.startswith(("=", "+", "-", "@")), row
+        if row["label"]:
+            assert row["label"][0] == "'" or row["label"] in "abcdef", row
+    # ... and to stdout, as a terminal would show it
+    code, stdout, stderr = cli("classify", "--model", str(model), str(hostile_files),
+                               capsys=capsys)  # fmt: skip
+    _assert_escaped(stdout + stderr)
+
+
+def test_hub_export_checkpoint_non_utf8_class_names_no_partial_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue item 6: class names holding undecodable bytes (from folder names that are not
+    UTF-8) made `hub export-checkpoint` fail after writing part of its folder; now they are
+    written as \\xNN escapes, and a failure leaves no partial folder."""
+    from resnet_pl.hub import checkpoint as hub_checkpoint
+
+    names = ["a\udcffb", *[str(i) for i in range(9)]]
+    ckpt = write_ckpt(tmp_path / "sur.ckpt", class_names=names)
+    out = tmp_path / "exported"
+    code, stdout, stderr = cli("hub", "export-checkpoint", str(ckpt), str(out), "--no_measure",
+                               capsys=capsys)  # fmt: skip
+    assert code == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["pretrained_cfg"]["categories"][0] == "a\\xffb"
+    # a failure while measuring (after the first save): nothing of the new folder stays
+    failed = tmp_path / "failed"
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("measuring failed")
+
+    original = hub_checkpoint.measure
+    hub_checkpoint.measure = boom  # type: ignore[assignment]
+    try:
+        with pytest.raises(ValueError, match="measuring failed"):
+            hub_checkpoint.export_checkpoint(ckpt, failed)
+    finally:
+        hub_checkpoint.measure = original  # type: ignore[assignment]
+    assert not failed.exists()
+
+
+def test_folder_class_names_that_are_not_utf8(tmp_path: Path) -> None:
+    """A class folder whose name is not UTF-8 gets a \\xNN class name (valid text), the same
+    in train/ and val/."""
+    from resnet_pl.data.folder import scan_image_folder
+
+    for split in ("train", "val"):
+        for name in (b"ok", b"caf\xe9"):
+            folder = Path(os.fsdecode(bytes(tmp_path / split) + b"/" + name))
+            folder.mkdir(parents=True)
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "0.png")
+    info = scan_image_folder(tmp_path)
+    assert info["classes"] == ["caf\\xe9", "ok"]
+
+
+# ================================================================================================
+# The one bound: documented, overridable
+# ================================================================================================
+def test_limits_are_overridable(work: dict[str, Path], tmp_path: Path, monkeypatch: Any) -> None:
+    """The bound can be raised for users who need more: in Python (raised_limits) and with
+    $RESNET_PL_LIMITS; a malformed variable is one line."""
+    from resnet_pl.deploy.runtime import OnnxClassifier
+    from resnet_pl.deploy.untrusted import OnnxMetadataError
+
+    path = onnx_with(work["onnx"], tmp_path / "m.onnx", crop_pct="0.1")  # 280 x 280 resize
+    OnnxClassifier(path)
+    with raised_limits(pixels=200 * 200), pytest.raises(OnnxMetadataError, match="pixels"):
+        OnnxClassifier(path)
+    OnnxClassifier(path)  # restored
+    monkeypatch.setenv("RESNET_PL_LIMITS", "pixels=40000")
+    assert limits().pixels == 40000
+    with pytest.raises(OnnxMetadataError, match="RESNET_PL_LIMITS"):
+        OnnxClassifier(path)
+    monkeypatch.setenv("RESNET_PL_LIMITS", "pixels=lots")
+    with pytest.raises(UntrustedValueError, match="RESNET_PL_LIMITS"):
+        limits()
+    docs = (REPO / "docs" / "reliability.md").read_text()
+    assert "RESNET_PL_LIMITS" in docs and "set_limits" in docs
