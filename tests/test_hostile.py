@@ -12,11 +12,9 @@ metadata key; one of its tests runs under an address-space limit.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -82,10 +80,16 @@ def tiny_model() -> torch.nn.Module:
 
 
 HPARAMS = {
-    "arch": "resnet20", "num_classes": 10, "in_chans": 1, "model_kwargs": TINY,
-    "class_names": [f"c{i}" for i in range(10)], "mean": [0.5], "std": [0.25],
-    "input_size": [1, 28, 28], "dataset": "fake",
-}  # fmt: skip
+    "arch": "resnet20",
+    "num_classes": 10,
+    "in_chans": 1,
+    "model_kwargs": TINY,
+    "class_names": [f"c{i}" for i in range(10)],
+    "mean": [0.5],
+    "std": [0.25],
+    "input_size": [1, 28, 28],
+    "dataset": "fake",
+}
 
 
 def write_ckpt(path: Path, **hp: Any) -> Path:
@@ -93,8 +97,14 @@ def write_ckpt(path: Path, **hp: Any) -> Path:
 
     model = tiny_model()
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    torch.save({"hyper_parameters": {**HPARAMS, **hp}, "state_dict": state,
-                "pytorch-lightning_version": lightning.__version__}, path)  # fmt: skip
+    torch.save(
+        {
+            "hyper_parameters": {**HPARAMS, **hp},
+            "state_dict": state,
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
     return path
 
 
@@ -110,8 +120,10 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     export_onnx(ckpt, onnx_path, verify=False, exporter="torchscript")
     cfg = {
         **dict(getattr(model, "pretrained_cfg", {}) or {}),
-        "input_size": [1, 28, 28], "mean": [0.5], "std": [0.25],
-    }  # fmt: skip
+        "input_size": [1, 28, 28],
+        "mean": [0.5],
+        "std": [0.25],
+    }
     folder = save_pretrained(
         model, tmp / "hf", arch_kwargs=TINY, pretrained_cfg=cfg, model_card=False
     )
@@ -143,9 +155,14 @@ def onnx_with(src: Path, dst: Path, **props: str | None) -> Path:
 
 
 def tiny_graph(
-    dst: Path, *, in_type: int | None = None, out_shape: list[Any] | None = None,
-    op: str = "Flatten", then: str | None = None, meta: dict[str, str] | None = None,
-) -> Path:  # fmt: skip
+    dst: Path,
+    *,
+    in_type: int | None = None,
+    out_shape: list[Any] | None = None,
+    op: str = "Flatten",
+    then: str | None = None,
+    meta: dict[str, str] | None = None,
+) -> Path:
     """A hand-made graph ``(N, 1, 28, 28) -> op(x)``, optionally followed by ``then``:
     ``"nan"`` (multiply by NaN), ``"empty"`` (slice to zero classes) or ``"huge"`` (reshape
     to 10**9 classes, which ONNX Runtime's shape inference reports statically)."""
@@ -215,10 +232,10 @@ def test_onnx_metadata_is_checked_before_use(
     finite and bounded, and checked against the graph's input: one OnnxMetadataError naming
     the file (and key), fast; never a TypeError/RecursionError/OverflowError or an ORT
     traceback, never an allocation sized by the metadata."""
+    import onnx
+
     from resnet_pl.deploy.runtime import OnnxClassifier
     from resnet_pl.deploy.untrusted import OnnxMetadataError
-
-    import onnx
 
     values = dict(ONNX_CASES[case])
     keys = [k for k in values if k != "json_keys"]
@@ -276,8 +293,9 @@ def test_onnx_graph_signature_and_outputs(case: str, tmp_path: Path) -> None:
 
         x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 784])
         y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 784])
-        graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "g",
-                                  [x], [y])  # fmt: skip
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["input"], ["logits"])], "g", [x], [y]
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
         model.ir_version = 9
         onnx.save(model, str(path))
@@ -437,9 +455,18 @@ def test_checkpoint_cli_classify_and_test_are_one_line(
         assert str(path) in line
     wide = write_ckpt(tmp_path / "wide.ckpt", model_kwargs={"widths": [2**20, 16, 32]})
     for path in (big, wide):
-        rc, _, err = cli("test", "--ckpt_path", str(path), "--data.dataset", "fake",
-                         "--data.fake_size", "32", "--run_root", str(tmp_path / "runs"),
-                         capsys=capsys)  # fmt: skip
+        rc, _, err = cli(
+            "test",
+            "--ckpt_path",
+            str(path),
+            "--data.dataset",
+            "fake",
+            "--data.fake_size",
+            "32",
+            "--run_root",
+            str(tmp_path / "runs"),
+            capsys=capsys,
+        )
         assert rc == 2 and "Traceback" not in err, err
         assert err.strip().splitlines()[-1].startswith("resnet-pl: error:"), err
         assert str(path) in err.strip().splitlines()[-1]
@@ -448,8 +475,19 @@ def test_checkpoint_cli_classify_and_test_are_one_line(
 # ================================================================================================
 # 5. Configuration and command line
 # ================================================================================================
-FIT = ["fit", "--data.dataset", "fake", "--data.fake_size", "32", "--data.batch_size", "16",
-       "--model.model_kwargs", json.dumps(TINY), "--trainer.enable_progress_bar", "false"]  # fmt: skip
+FIT = [
+    "fit",
+    "--data.dataset",
+    "fake",
+    "--data.fake_size",
+    "32",
+    "--data.batch_size",
+    "16",
+    "--model.model_kwargs",
+    json.dumps(TINY),
+    "--trainer.enable_progress_bar",
+    "false",
+]
 BAD_OPTIONS = {
     "max_epochs -5": (["--trainer.max_epochs", "-5"], "max_epochs"),
     "momentum -1": (["--model.momentum", "-1"], "momentum"),
@@ -501,9 +539,15 @@ def test_module_validators_in_python() -> None:
     """The same checks from Python (ResNetClassifier), as ConfigError."""
     from resnet_pl.lightning import ConfigError, ResNetClassifier
 
-    for kwargs in ({"momentum": -1}, {"betas": (2.0, 3.0)}, {"betas": (0.9,)},
-                   {"min_lr_ratio": -1}, {"min_lr_ratio": math.nan}, {"warmup_epochs": -3},
-                   {"step_milestones": [-1]}):  # fmt: skip
+    for kwargs in (
+        {"momentum": -1},
+        {"betas": (2.0, 3.0)},
+        {"betas": (0.9,)},
+        {"min_lr_ratio": -1},
+        {"min_lr_ratio": math.nan},
+        {"warmup_epochs": -3},
+        {"step_milestones": [-1]},
+    ):
         with pytest.raises(ConfigError) as info:
             ResNetClassifier(model_kwargs=TINY, **kwargs)  # type: ignore[arg-type]
         one_line(info.value, next(iter(kwargs)))
@@ -532,10 +576,25 @@ def test_missing_split_is_one_line(
     """Issue item 6: test/predict on a folder without test/, fit with val_fraction 0 and no
     val/: one line naming the missing folder and the fix, exit 2 (was a RuntimeError
     traceback)."""
-    argv = [command, "--data.dataset", "imagefolder", "--data.data_dir", str(train_only),
-            "--data.image_size", "28", "--data.num_workers", "0",
-            "--model.model_kwargs", json.dumps(TINY), "--run_root", str(tmp_path),
-            "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1"]  # fmt: skip
+    argv = [
+        command,
+        "--data.dataset",
+        "imagefolder",
+        "--data.data_dir",
+        str(train_only),
+        "--data.image_size",
+        "28",
+        "--data.num_workers",
+        "0",
+        "--model.model_kwargs",
+        json.dumps(TINY),
+        "--run_root",
+        str(tmp_path),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.max_epochs",
+        "1",
+    ]
     if command == "fit":
         argv += ["--data.val_fraction", "0"]
     line = cli_one_line(capsys, *argv, code=2)
@@ -566,17 +625,30 @@ def _assert_escaped(text: str) -> None:
 
 
 def test_classify_hostile_file_names(
-    hostile_files: Path, work: dict[str, Path], tmp_path: Path,
+    hostile_files: Path,
+    work: dict[str, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     """Issue item 6: a non-UTF-8 file name no longer stops the batch (exit 2, no CSV): every
     file gets its row, the unreadable one is named (escaped); no raw newline or ANSI escape
     reaches the terminal; cells starting with = + - @ are escaped against formula injection."""
     out = tmp_path / "out.csv"
-    model = write_ckpt(tmp_path / "named.ckpt",
-                       class_names=["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(1)", *"abcdef"])  # fmt: skip
-    code, stdout, stderr = cli("classify", "--model", str(model), str(hostile_files),
-                               "--output", str(out), "--top_k", "10", capsys=capsys)  # fmt: skip
+    model = write_ckpt(
+        tmp_path / "named.ckpt",
+        class_names=["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(1)", *"abcdef"],
+    )
+    code, stdout, stderr = cli(
+        "classify",
+        "--model",
+        str(model),
+        str(hostile_files),
+        "--output",
+        str(out),
+        "--top_k",
+        "10",
+        capsys=capsys,
+    )
     assert code == 1, stderr  # one unreadable file
     _assert_escaped(stderr)
     assert "Traceback" not in stderr
@@ -594,8 +666,7 @@ def test_classify_hostile_file_names(
         if row["label"]:
             assert row["label"][0] == "'" or row["label"] in "abcdef", row
     # ... and to stdout, as a terminal would show it
-    code, stdout, stderr = cli("classify", "--model", str(model), str(hostile_files),
-                               capsys=capsys)  # fmt: skip
+    code, stdout, stderr = cli("classify", "--model", str(model), str(hostile_files), capsys=capsys)
     _assert_escaped(stdout + stderr)
 
 
@@ -610,10 +681,15 @@ def test_hub_export_checkpoint_non_utf8_class_names_no_partial_folder(
     names = ["a\udcffb", *[str(i) for i in range(9)]]
     ckpt = write_ckpt(tmp_path / "sur.ckpt", class_names=names)
     out = tmp_path / "exported"
-    code, stdout, stderr = cli("hub", "export-checkpoint", str(ckpt), str(out), "--no_measure",
-                               capsys=capsys)  # fmt: skip
+    code, _, stderr = cli(
+        "hub", "export-checkpoint", str(ckpt), str(out), "--no_measure", capsys=capsys
+    )
     assert code == 0, stderr
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["pretrained_cfg"]["categories"][0] == "a\\xffb"
     # a failure while measuring (after the first save): nothing of the new folder stays
@@ -669,3 +745,316 @@ def test_limits_are_overridable(work: dict[str, Path], tmp_path: Path, monkeypat
         limits()
     docs = (REPO / "docs" / "reliability.md").read_text()
     assert "RESNET_PL_LIMITS" in docs and "set_limits" in docs
+
+
+# ================================================================================================
+# Fuzz campaign: random types, sizes and nesting in every metadata key
+# ================================================================================================
+# Default run: FUZZ_CASES examples per target; `pytest -m slow -k fuzz` runs FUZZ_CASES_SLOW.
+# Each example must load (and then give finite probabilities) or raise the loader's documented
+# error, one line naming the file; a deadline catches slow paths (a 20,000-block build took
+# 36 s), the peak RSS catches allocations sized by the metadata.
+FUZZ_CASES, FUZZ_CASES_SLOW = 100, 2000
+SIZES = [0, 1, 2, 3, 28, 10**3, 10**9, 10**15, 2**63, 10**400, -1, -(10**9)]
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from(SIZES),
+    st.integers(-100, 100),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=24,
+)
+
+
+@st.composite
+def metadata_value(draw: st.DrawFn) -> str:
+    """One metadata string: random JSON of any type and nesting, a huge sequence, a deeply
+    nested one, or raw text that is not JSON."""
+    kind = draw(st.sampled_from(["json", "json", "json", "sizes", "deep", "raw"]))
+    if kind == "json":
+        return json.dumps(draw(json_values))
+    if kind == "sizes":
+        n = draw(st.sampled_from([1, 3, 4, 1000, 100_001]))
+        return json.dumps([draw(st.sampled_from(SIZES))] * min(n, 100_001))
+    if kind == "deep":
+        n = draw(st.integers(20, 20_000))
+        return "[" * n + "]" * draw(st.sampled_from([0, n]))
+    return draw(st.text(max_size=40))
+
+
+ONNX_KEYS = [
+    "json_keys",
+    "class_names",
+    "input_size",
+    "mean",
+    "std",
+    "crop_pct",
+    "interpolation",
+    "output_names",
+    "num_classes",
+    "features_only",
+    "tta",
+    "arch",
+]
+
+
+def fuzz_settings(n: int) -> Any:
+    return settings(
+        max_examples=n,
+        deadline=timedelta(seconds=10),
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+def _peak_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Outcomes:
+    def __init__(self, name: str) -> None:
+        self.name, self.counts, self.n = name, {}, 0  # type: dict[str, int]
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.base = _peak_kib()
+        except OSError:
+            self.base = -1
+
+    def __call__(self, outcome: str) -> None:
+        self.n += 1
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    def finish(self, limit_mib: int = 512) -> None:
+        growth = (_peak_kib() - self.base) // 1024 if self.base >= 0 else -1
+        print(f"fuzz {self.name}: {self.n} cases, peak RSS +{growth} MiB, outcomes {self.counts}")
+        assert self.n >= 50 and growth < limit_mib, (self.n, growth, self.counts)
+
+
+def _fuzz_onnx(work: dict[str, Path], n: int) -> None:
+    """Random values in every metadata key of a real export: read_onnx_metadata, the check
+    against the graph, the preprocessing it configures and one prediction."""
+    import onnx
+
+    from resnet_pl.deploy.runtime import OnnxClassifier
+    from resnet_pl.deploy.untrusted import OnnxMetadataError, read_onnx_metadata
+
+    clf = OnnxClassifier(work["onnx"])
+    base = {p.key: p.value for p in onnx.load(str(work["onnx"])).metadata_props}
+    image = Image.fromarray(np.full((28, 28), 100, np.uint8))
+    stats = Outcomes("onnx metadata")
+
+    @fuzz_settings(n)
+    @given(
+        changes=st.dictionaries(
+            st.sampled_from(ONNX_KEYS), metadata_value(), min_size=1, max_size=5
+        )
+    )
+    def run(changes: dict[str, str]) -> None:
+        props = {**base, **changes}
+        if "json_keys" not in changes:  # mostly keep the values JSON-typed
+            props["json_keys"] = json.dumps(sorted({*json.loads(base["json_keys"]), *changes}))
+        try:
+            meta = read_onnx_metadata(props, work["onnx"])
+            clf._configure(meta, ["N", 1, 28, 28], "tensor(float)", ["N", 10])
+        except OnnxMetadataError as err:
+            one_line(err, str(work["onnx"]))
+            stats("OnnxMetadataError")
+            return
+        except (ValueError, ResNetPLError) as err:  # e.g. resolve_data_cfg: a ValueError
+            one_line(err)
+            stats(type(err).__name__)
+            return
+        [pred] = clf.predict([image], top_k=3)
+        assert all(math.isfinite(p) for p in pred.probs)
+        stats("ok")
+
+    run()
+    stats.finish()
+
+
+def _fuzz_hf(work: dict[str, Path], tmp: Path, n: int) -> None:
+    """Random values in every config.json key (and in pretrained_cfg) of a real folder."""
+    from resnet_pl.hub import from_pretrained
+    from resnet_pl.hub.weights import WeightsMismatchError, WeightsVerificationError
+
+    folder = tmp / "fuzz_hf"
+    shutil.copytree(work["hf"], folder)
+    base = json.loads((work["hf"] / "config.json").read_text())
+    keys = ["num_classes", "in_chans", "arch_kwargs", "architecture", "sha256", "format"]
+    cfg_keys = ["input_size", "mean", "std", "crop_pct", "categories", "num_classes"]
+    stats = Outcomes("hf config.json")
+
+    @fuzz_settings(n)
+    @given(
+        top=st.dictionaries(st.sampled_from(keys), json_values, max_size=3),
+        cfg=st.dictionaries(st.sampled_from(cfg_keys), json_values, max_size=3),
+        widths=st.one_of(st.none(), st.lists(st.sampled_from(SIZES), min_size=1, max_size=4)),
+        layers=st.one_of(st.none(), st.lists(st.sampled_from(SIZES), min_size=1, max_size=4)),
+    )
+    def run(top: dict[str, Any], cfg: dict[str, Any], widths: Any, layers: Any) -> None:
+        config = json.loads(json.dumps(base))
+        config.update(top)
+        if isinstance(config.get("pretrained_cfg"), dict):
+            config["pretrained_cfg"].update(cfg)
+        kwargs = {k: v for k, v in (("widths", widths), ("layers", layers)) if v is not None}
+        if kwargs:
+            config["arch_kwargs"] = kwargs
+        (folder / "config.json").write_text(json.dumps(config))
+        try:
+            from_pretrained(folder)
+            stats("ok")
+        except (WeightsVerificationError, WeightsMismatchError) as err:
+            one_line(err, "config.json")
+            stats(type(err).__name__)
+        except ValueError as err:  # read_config / UnknownModelError: not a resnet-pl config
+            one_line(err)
+            stats(type(err).__name__)
+
+    run()
+    stats.finish()
+
+
+def _fuzz_checkpoint(tmp: Path, n: int) -> None:
+    """Random values in every hyper_parameters key of a real checkpoint, into the one
+    checkpoint reader and the model it rebuilds."""
+    from resnet_pl.deploy.source import load_checkpoint
+    from resnet_pl.hub.checkpoint import CheckpointError
+
+    path = write_ckpt(tmp / "fuzz.ckpt")
+    base = torch.load(path, weights_only=True)
+    keys = [
+        "num_classes",
+        "in_chans",
+        "model_kwargs",
+        "class_names",
+        "mean",
+        "std",
+        "input_size",
+        "crop_pct",
+        "arch",
+        "tta",
+    ]
+    stats = Outcomes("checkpoint hparams")
+
+    @fuzz_settings(n)
+    @given(
+        hp=st.dictionaries(st.sampled_from(keys), json_values, min_size=1, max_size=4),
+        widths=st.one_of(st.none(), st.lists(st.sampled_from(SIZES), min_size=1, max_size=4)),
+    )
+    def run(hp: dict[str, Any], widths: Any) -> None:
+        ckpt = {**base, "hyper_parameters": {**base["hyper_parameters"], **hp}}
+        if widths is not None:
+            ckpt["hyper_parameters"]["model_kwargs"] = {"widths": widths}
+        torch.save(ckpt, path)
+        try:
+            load_checkpoint(path)
+            stats("ok")
+        except CheckpointError as err:
+            one_line(err, str(path))
+            stats("CheckpointError")
+        except ValueError as err:  # UnknownModelError for a fuzzed arch name
+            one_line(err)
+            stats(type(err).__name__)
+
+    run()
+    stats.finish()
+
+
+@pytest.mark.timeout(900)
+def test_fuzz_untrusted_metadata(work: dict[str, Path], tmp_path: Path) -> None:
+    """Random types, sizes and nesting in every ONNX metadata key, config.json key and
+    checkpoint hyperparameter: only the documented one-line errors, each case within the
+    10 s deadline, peak RSS growth < 512 MiB."""
+    _fuzz_onnx(work, FUZZ_CASES)
+    _fuzz_hf(work, tmp_path, FUZZ_CASES)
+    _fuzz_checkpoint(tmp_path, FUZZ_CASES)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(7200)
+def test_fuzz_untrusted_metadata_long(work: dict[str, Path], tmp_path: Path) -> None:
+    _fuzz_onnx(work, FUZZ_CASES_SLOW)
+    _fuzz_hf(work, tmp_path, FUZZ_CASES_SLOW)
+    _fuzz_checkpoint(tmp_path, FUZZ_CASES_SLOW)
+
+
+MEMORY_CHILD = r"""
+import json, resource, sys
+from pathlib import Path
+
+import resnet_pl
+from resnet_pl.deploy.runtime import OnnxClassifier
+from resnet_pl.deploy.source import load_checkpoint
+from resnet_pl.hub import from_pretrained
+
+size = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmSize:")))
+limit = size * 1024 + 512 * 2**20  # what the imports use, plus 512 MiB
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+results = {"limit": resource.getrlimit(resource.RLIMIT_AS)[0], "expected": limit}
+for kind, path in json.loads(sys.argv[1]).items():
+    try:
+        if kind.startswith("onnx"):
+            OnnxClassifier(path)
+        elif kind.startswith("hf"):
+            from_pretrained(path)
+        else:
+            load_checkpoint(path)
+        results[kind] = "loaded"
+    except MemoryError:
+        results[kind] = "MemoryError"
+    except resnet_pl.ResNetPLError as err:
+        results[kind] = "ok: " + str(err)
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_hostile_files_under_a_memory_limit(work: dict[str, Path], tmp_path: Path) -> None:
+    """Under RLIMIT_AS (the imports' address space plus 512 MiB), the files the issue found
+    allocating gigabytes -- crop_pct 0.001, input_size 40000x40000, num_classes 10**15,
+    layers [20000, 1, 1], checkpoint num_classes/in_chans 10**9, huge widths -- each end in
+    one clean error, not a MemoryError, a kill or a traceback."""
+    cases: dict[str, str] = {
+        "onnx crop": str(onnx_with(work["onnx"], tmp_path / "c.onnx", crop_pct="0.001")),
+        "onnx size": str(
+            onnx_with(work["onnx"], tmp_path / "s.onnx", input_size="[1, 40000, 40000]")
+        ),
+    }
+    for name, edit in (
+        ("classes", _set(num_classes=10**15)),
+        ("layers", _set(arch_kwargs={**TINY, "layers": [20000, 1, 1]})),
+    ):
+        target = tmp_path / f"hf_{name}"
+        target.mkdir()
+        cases[f"hf {name}"] = str(hf_copy(work, target, edit))
+    for name, hp in (
+        ("classes", {"num_classes": 10**9}),
+        ("chans", {"in_chans": 10**9}),
+        ("widths", {"model_kwargs": {"widths": [2**20, 2**20, 2**20]}}),
+    ):
+        cases[f"ckpt {name}"] = str(write_ckpt(tmp_path / f"{name}.ckpt", **hp))
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results.pop("limit") == results.pop("expected")
+    assert set(results) == set(cases)
+    for kind, outcome in results.items():
+        assert outcome.startswith("ok: "), (kind, outcome)
+        one_line(outcome)
