@@ -34,7 +34,6 @@ from PIL import Image
 import resnet_pl
 from resnet_pl.cli import main
 from resnet_pl.errors import ResNetPLError
-from resnet_pl.limits import UntrustedValueError, limits, raised_limits
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"widths": [8, 16, 32]}
@@ -730,6 +729,7 @@ def test_limits_are_overridable(work: dict[str, Path], tmp_path: Path, monkeypat
     $RESNET_PL_LIMITS; a malformed variable is one line."""
     from resnet_pl.deploy.runtime import OnnxClassifier
     from resnet_pl.deploy.untrusted import OnnxMetadataError
+    from resnet_pl.limits import UntrustedValueError, limits, raised_limits
 
     path = onnx_with(work["onnx"], tmp_path / "m.onnx", crop_pct="0.1")  # 280 x 280 resize
     OnnxClassifier(path)
@@ -824,7 +824,8 @@ def _peak_kib() -> int:
 
 class Outcomes:
     def __init__(self, name: str) -> None:
-        self.name, self.counts, self.n = name, {}, 0  # type: dict[str, int]
+        self.name, self.n = name, 0
+        self.counts: dict[str, int] = {}
         try:
             Path("/proc/self/clear_refs").write_text("5")
             self.base = _peak_kib()

@@ -366,7 +366,8 @@ def _check_checkpoint_sizes(path: Path) -> None:
     check_preprocessing(hp, where, ConfigError)
     arch = hp.get("arch")
     weights = ckpt.get("state_dict")
-    if not isinstance(arch, str) or arch == "custom" or not isinstance(weights, dict):
+    sized = hp.get("num_classes") is not None and hp.get("in_chans") is not None
+    if not isinstance(arch, str) or arch == "custom" or not isinstance(weights, dict) or not sized:
         return
     shapes = {
         k[len("model.") :]: tuple(v.shape)

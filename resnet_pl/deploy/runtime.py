@@ -29,7 +29,7 @@ from resnet_pl.data import (
 )
 from resnet_pl.deploy.source import ModelSource, base_metadata, load_model
 from resnet_pl.deploy.untrusted import (
-    OnnxRunError,
+    OnnxMetadataError,
     check_logits,
     check_signature,
     read_onnx_metadata,
@@ -203,7 +203,7 @@ class OnnxClassifier(Classifier):
         meta = read_onnx_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or not outputs:
-            raise OnnxRunError(
+            raise OnnxMetadataError(
                 f"{self.path}: the graph has {len(inputs)} inputs and {len(outputs)} outputs; an "
                 "image classifier has one input and an output; re-export it with resnet-pl export"
             )
@@ -319,7 +319,7 @@ class OpenVinoClassifier(OnnxClassifier):
         self.precision_hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         meta = read_onnx_metadata(meta_props, self.path)  # untrusted: checked and bounded
         if len(model.inputs) != 1 or not model.outputs:
-            raise OnnxRunError(
+            raise OnnxMetadataError(
                 f"{self.path}: the graph has {len(model.inputs)} inputs and "
                 f"{len(model.outputs)} outputs; an image classifier has one input and an output"
             )

@@ -121,7 +121,9 @@ def check_folder_config(config: Mapping[str, Any], path: Path) -> dict[str, Any]
             str(path),
         )  # fmt: skip
     except UntrustedValueError as err:
-        raise WeightsMismatchError(f"{err}; fix config.json or re-save the folder") from None
+        raise WeightsMismatchError(
+            f"{err}; fix config.json or re-save the folder with model.save_pretrained"
+        ) from None
     check_preprocessing(config.get("pretrained_cfg"), f"{path} pretrained_cfg",
                         WeightsMismatchError)  # fmt: skip
     return {**dict(config), "num_classes": num_classes, "in_chans": in_chans, "arch_kwargs": kwargs}
