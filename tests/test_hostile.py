@@ -1059,3 +1059,19 @@ def test_hostile_files_under_a_memory_limit(work: dict[str, Path], tmp_path: Pat
     for kind, outcome in results.items():
         assert outcome.startswith("ok: "), (kind, outcome)
         one_line(outcome)
+
+
+def test_load_from_checkpoint_checks_sizes_first(tmp_path: Path) -> None:
+    """Issue item 4 in Python: ResNetClassifier.load_from_checkpoint refuses hparams that
+    would allocate beyond the bound or disagree with the stored weights, before building."""
+    from resnet_pl.lightning import ConfigError, ResNetClassifier
+
+    for name, hp in (("classes", {"num_classes": 10**9}),
+                     ("widths", {"model_kwargs": {"widths": [2**20, 16, 32]}}),
+                     ("mismatch", {"num_classes": 7}), ("names", {"class_names": 5})):  # fmt: skip
+        path = write_ckpt(tmp_path / f"{name}.ckpt", **hp)
+        with pytest.raises(ConfigError) as info:
+            ResNetClassifier.load_from_checkpoint(path)
+        one_line(info.value, str(path))
+    good = ResNetClassifier.load_from_checkpoint(write_ckpt(tmp_path / "good.ckpt"))
+    assert good.hparams["num_classes"] == 10

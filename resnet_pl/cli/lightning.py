@@ -40,6 +40,7 @@ from resnet_pl.lightning.loggers import (
     AtomicSaveConfigCallback,
 )
 from resnet_pl.lightning.module import ResNetClassifier
+from resnet_pl.lightning.validate import check_checkpoint_sizes
 from resnet_pl.limits import printable
 
 
@@ -147,7 +148,7 @@ class ResNetCLI(LightningCLI):
         from jsonargparse import ArgumentError
 
         if not special and cfg.get("weights_only") is not False:
-            _check_checkpoint_sizes(Path(path))
+            check_checkpoint_sizes(Path(path), f"--ckpt_path {path}")
         try:
             super()._parse_ckpt_path()
         except ArgumentError:  # the file loaded; its hyperparameters do not fit the options
@@ -330,53 +331,6 @@ def check_config_files(argv: list[str]) -> None:
                         f"{where}: `{prefix}{section}` must be {wanted} of options, got "
                         f"{printable(repr(entry), 60)}; {example}"
                     )
-
-
-def _check_checkpoint_sizes(path: Path) -> None:
-    """The hyperparameters LightningCLI is about to build the model from, checked first: sizes
-    within :mod:`resnet_pl.limits`, preprocessing finite, and (for registry architectures)
-    the network they describe, built on the meta device, of the shapes the checkpoint's
-    weights have; a checkpoint claiming ``num_classes: 10**9`` or huge widths is refused as
-    one line instead of allocating hundreds of GB. Unreadable files are left to
-    ``_parse_ckpt_path``'s own one-line report."""
-    import torch
-
-    from resnet_pl.hub.pretrained import structural_kwargs
-    from resnet_pl.hub.untrusted import check_checkpoint_hparams, check_preprocessing
-    from resnet_pl.limits import UntrustedValueError, check_build_args
-    from resnet_pl.models.registry import split_name
-
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(hp, dict):
-        return
-    where = f"--ckpt_path {path}: hyper_parameters"
-    kwargs = hp.get("model_kwargs")
-    try:
-        check_build_args(
-            hp.get("num_classes", 1), hp.get("in_chans", 1), kwargs if kwargs else {}, where
-        )
-    except UntrustedValueError as err:
-        raise ConfigError(
-            f"{err}; the checkpoint is damaged or was not written by resnet-pl"
-        ) from None
-    check_preprocessing(hp, where, ConfigError)
-    arch = hp.get("arch")
-    weights = ckpt.get("state_dict")
-    sized = hp.get("num_classes") is not None and hp.get("in_chans") is not None
-    if not isinstance(arch, str) or arch == "custom" or not isinstance(weights, dict) or not sized:
-        return
-    shapes = {
-        k[len("model.") :]: tuple(v.shape)
-        for k, v in weights.items()
-        if isinstance(k, str) and k.startswith("model.") and isinstance(v, torch.Tensor)
-    }
-    options = structural_kwargs(kwargs if isinstance(kwargs, dict) else {})
-    check_checkpoint_hparams(hp, split_name(arch)[0], options, shapes, f"--ckpt_path {path}",
-                             ConfigError)  # fmt: skip
 
 
 def _class_path(cls: type) -> str:

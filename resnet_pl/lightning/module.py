@@ -21,6 +21,7 @@ import math
 import pickle
 import warnings
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -41,7 +42,11 @@ from resnet_pl.lightning.errors import (
     UntrustedCheckpointError,
     checkpoint_load_error,
 )
-from resnet_pl.lightning.validate import check_optimizer_values, check_schedule_values
+from resnet_pl.lightning.validate import (
+    check_checkpoint_sizes,
+    check_optimizer_values,
+    check_schedule_values,
+)
 from resnet_pl.models.registry import get_builder, split_name
 from resnet_pl.models.tta import TTAMode, check_mode, tta_logits
 
@@ -467,6 +472,9 @@ class ResNetClassifier(L.LightningModule):
         that needs a full unpickle raises :class:`UntrustedCheckpointError`; pass
         ``weights_only=False`` only for a file from a source you trust."""
         safe = weights_only is not False
+        if safe and isinstance(checkpoint_path, str | Path) and Path(checkpoint_path).is_file():
+            # Sizes bounded and checked against the stored weights before anything is built.
+            check_checkpoint_sizes(Path(checkpoint_path), f"checkpoint {checkpoint_path}")
         try:
             return super().load_from_checkpoint(
                 checkpoint_path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from resnet_pl.lightning.errors import ConfigError
@@ -61,4 +62,57 @@ def check_schedule_values(
         raise ConfigError(f"step_gamma must be a finite number > 0, got {step_gamma!r}")
 
 
-__all__ = ["check_in_range", "check_optimizer_values", "check_schedule_values"]
+def check_checkpoint_sizes(path: Path, name: str) -> None:
+    """The hyperparameters LightningCLI is about to build the model from, checked first: sizes
+    within :mod:`resnet_pl.limits`, preprocessing finite, and (for registry architectures)
+    the network they describe, built on the meta device, of the shapes the checkpoint's
+    weights have; a checkpoint claiming ``num_classes: 10**9`` or huge widths is refused as
+    one line instead of allocating hundreds of GB. Unreadable files are left to
+    the loader's own one-line report. ``name`` is how the message names the file (e.g.
+    ``--ckpt_path x.ckpt``)."""
+    import torch
+
+    from resnet_pl.hub.pretrained import structural_kwargs
+    from resnet_pl.hub.untrusted import check_checkpoint_hparams, check_preprocessing
+    from resnet_pl.limits import UntrustedValueError, check_build_args
+    from resnet_pl.models.registry import split_name
+
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict):
+        return
+    where = f"{name}: hyper_parameters"
+    kwargs = hp.get("model_kwargs")
+    try:
+        check_build_args(
+            hp.get("num_classes", 1), hp.get("in_chans", 1), kwargs if kwargs else {}, where
+        )
+    except UntrustedValueError as err:
+        raise ConfigError(
+            f"{err}; the checkpoint is damaged or was not written by resnet-pl"
+        ) from None
+    check_preprocessing(hp, where, ConfigError)
+    arch = hp.get("arch")
+    weights = ckpt.get("state_dict")
+    sized = hp.get("num_classes") is not None and hp.get("in_chans") is not None
+    if not isinstance(arch, str) or arch == "custom" or not isinstance(weights, dict) or not sized:
+        return
+    shapes = {
+        k[len("model.") :]: tuple(v.shape)
+        for k, v in weights.items()
+        if isinstance(k, str) and k.startswith("model.") and isinstance(v, torch.Tensor)
+    }
+    options = structural_kwargs(kwargs if isinstance(kwargs, dict) else {})
+    check_checkpoint_hparams(hp, split_name(arch)[0], options, shapes, name,
+                             ConfigError)  # fmt: skip
+
+
+__all__ = [
+    "check_checkpoint_sizes",
+    "check_in_range",
+    "check_optimizer_values",
+    "check_schedule_values",
+]
