@@ -489,11 +489,11 @@ FIT = [
 ]
 BAD_OPTIONS = {
     "max_epochs -5": (["--trainer.max_epochs", "-5"], "max_epochs"),
-    "momentum -1": (["--model.momentum", "-1"], "momentum"),
-    "betas 2,3": (["--model.betas", "[2.0,3.0]"], "betas"),
-    "min_lr_ratio -1": (["--model.min_lr_ratio", "-1"], "min_lr_ratio"),
-    "warmup_epochs -3": (["--model.warmup_epochs", "-3"], "warmup_epochs"),
-    "step_gamma 0": (["--model.step_gamma", "0"], "step_gamma"),
+    "momentum -1": (["--model.optim.momentum", "-1"], "momentum"),
+    "betas 2,3": (["--model.optim.betas", "[2.0,3.0]"], "betas"),
+    "min_lr_ratio -1": (["--model.optim.min_lr_ratio", "-1"], "min_lr_ratio"),
+    "warmup_epochs -3": (["--model.optim.warmup_epochs", "-3"], "warmup_epochs"),
+    "step_gamma 0": (["--model.optim.step_gamma", "0"], "step_gamma"),
 }
 BAD_CONFIGS: dict[str, tuple[bytes, str]] = {
     "binary": (b"\x00\x01\x02\x03binary\x00", "binary"),
@@ -535,8 +535,9 @@ def test_bad_config_files_are_one_line(
 
 
 def test_module_validators_in_python() -> None:
-    """The same checks from Python (ResNetClassifier), as ConfigError."""
+    """The same checks from Python (ResNetClassifier's optim group), as ConfigError."""
     from resnet_pl.lightning import ConfigError, ResNetClassifier
+    from resnet_pl.lightning.hparams import OptimConfig
 
     for kwargs in (
         {"momentum": -1},
@@ -548,9 +549,10 @@ def test_module_validators_in_python() -> None:
         {"step_milestones": [-1]},
     ):
         with pytest.raises(ConfigError) as info:
-            ResNetClassifier(model_kwargs=TINY, **kwargs)  # type: ignore[arg-type]
+            ResNetClassifier(model_kwargs=TINY, optim=kwargs)  # type: ignore[arg-type]
         one_line(info.value, next(iter(kwargs)))
-    ResNetClassifier(model_kwargs=TINY, momentum=0.0, min_lr_ratio=1.0, warmup_epochs=0)
+    ok = OptimConfig(momentum=0.0, min_lr_ratio=1.0, warmup_epochs=0)
+    ResNetClassifier(model_kwargs=TINY, optim=ok)
 
 
 # ================================================================================================

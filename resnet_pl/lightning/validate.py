@@ -81,9 +81,12 @@ def check_checkpoint_sizes(path: Path, name: str) -> None:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception:
         return
+    from resnet_pl.hub.checkpoint import flat_hparams
+
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict):
         return
+    hp = flat_hparams(hp)  # grouped (optim, data_info ...) or the flat form of before
     where = f"{name}: hyper_parameters"
     kwargs = hp.get("model_kwargs")
     try:
