@@ -581,7 +581,8 @@ def test_model_card_metadata_parses_back_with_a_model_index(
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        ({"num_classes": 1_000_000_000}, r"num_classes=1000000000.*fc\.weight: config implies"),
+        ({"num_classes": 1_000_000_000}, r"num_classes is 1000000000, more than the limit"),
+        ({"num_classes": 1000}, r"num_classes=1000.*fc\.weight: config implies"),
         ({"in_chans": 3}, r"in_chans=3.*conv1\.weight"),
         ({"arch_kwargs": {"widths": [32, 64, 128]}}, "disagrees with model.safetensors"),
     ],

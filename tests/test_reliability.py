@@ -1287,13 +1287,13 @@ def weight_seeds(real_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     }
 
 
-# Two open bugs in resnet_pl/deploy, reported to its owner. (1) source.py load_checkpoint
-# catches UnpicklingError, RuntimeError, EOFError and OSError from torch.load(weights_only=True),
-# but torch's restricted unpickler raises other types on malformed legacy pickles (b"J" alone:
-# struct.error; b"\x80\x02R.": IndexError; b"\x80\x02h\x00.": KeyError). (2) runtime.py
-# OnnxClassifier lets onnxruntime's own exceptions (InvalidProtobuf ..., subclasses of Exception
-# only) escape, so `resnet-pl classify` prints a traceback for a corrupt .onnx. Until fixed,
-# such escapes make the weights fuzz test xfail with their count, after its other checks pass.
+# Two bugs this test once found in resnet_pl/deploy are fixed: (1) deploy.load_checkpoint goes
+# through the one checkpoint reader (resnet_pl.hub.checkpoint.read_checkpoint), which turns every
+# exception torch's restricted unpickler raises on malformed legacy pickles (b"J" alone:
+# struct.error; b"\x80\x02R.": IndexError; b"\x80\x02h\x00.": KeyError) into CheckpointError;
+# (2) OnnxClassifier turns onnxruntime's own exceptions (InvalidProtobuf ..., subclasses of
+# Exception only) into a ValueError naming the file. An undocumented exception escaping again
+# fails the weights fuzz test, with the count, after its other checks pass.
 
 
 def _fuzz_weights(seeds: dict[str, bytes], n: int, tmp: Path, record: Any) -> None:
@@ -1331,7 +1331,7 @@ def _fuzz_weights(seeds: dict[str, bytes], n: int, tmp: Path, record: Any) -> No
                 outcome("deploy:CheckpointError")
             except ValueError as err:  # e.g. a mutated arch name: UnknownModelError
                 outcome(f"deploy:{type(err).__name__}")
-            except Exception as err:  # reported bug, see the note above _fuzz_weights
+            except Exception as err:  # fixed bug (1) above, should it come back
                 outcome(f"deploy:UNDOCUMENTED {type(err).__name__}")
                 escaped.append(f"load_checkpoint {type(err).__name__}: {err}")
         else:
@@ -1343,7 +1343,7 @@ def _fuzz_weights(seeds: dict[str, bytes], n: int, tmp: Path, record: Any) -> No
             except Exception as err:
                 if not type(err).__module__.startswith("onnxruntime"):
                     raise
-                outcome(f"UNDOCUMENTED {type(err).__name__}")  # reported bug, see the note
+                outcome(f"UNDOCUMENTED {type(err).__name__}")  # fixed bug (2), if it returns
                 escaped.append(f"OnnxClassifier {type(err).__name__}: {err}")
 
     def campaign(kind: str) -> None:
@@ -1360,7 +1360,7 @@ def _fuzz_weights(seeds: dict[str, bytes], n: int, tmp: Path, record: Any) -> No
 
     for kind in seeds:
         campaign(kind)
-    if escaped:  # the rest of the contract held; this part is someone else's open bug
+    if escaped:  # the rest of the contract held; these are regressions of the fixed bugs
         kinds = sorted({e.split(":")[0] for e in escaped})
         pytest.fail(f"resnet_pl.deploy let {len(escaped)} undocumented errors escape: {kinds}")
 

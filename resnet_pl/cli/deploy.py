@@ -29,6 +29,7 @@ from resnet_pl.cli.util import (
 from resnet_pl.data import IMAGE_SUFFIXES
 from resnet_pl.errors import ResNetPLError
 from resnet_pl.fileio import WriteError, atomic_open, write_text
+from resnet_pl.limits import csv_cell, printable
 
 _USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ResNetPLError,  # ours (ExportOptionError, CheckpointError, UnknownModelError, sha256 ...)
@@ -156,9 +157,10 @@ def build_parsers() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
 
 def _err(message: str) -> None:
     first, *rest = str(message).splitlines() or [""]
-    print(f"error: {first}", file=sys.stderr)
+    # Escaped: a file or class name must not move the cursor or recolour the terminal.
+    print(f"error: {printable(first, 4000)}", file=sys.stderr)
     for line in rest:
-        print(line, file=sys.stderr)
+        print(printable(line, 4000), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         return _classify(args)
     except WriteError as e:  # disk full / no permission: the output was not (partly) written
-        print(f"resnet-pl: error: {e}", file=sys.stderr)
+        print(f"resnet-pl: error: {printable(e, 4000)}", file=sys.stderr)
         return 1
     except _USAGE_ERRORS as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
@@ -316,7 +318,7 @@ def _classify(args: Namespace) -> int:
         else None,
     )
     for note in getattr(clf, "warnings", []):
-        print(f"warning: {note}", file=sys.stderr)
+        print(f"warning: {printable(note, 4000)}", file=sys.stderr)
 
     with ExitStack() as stack:
         # --output is written to a temporary file renamed into place at the end: a full disk,
@@ -351,16 +353,20 @@ def _classify_into(out: IO[str], clf: Any, files: list[Path], args: Namespace) -
         p = result.prediction
         if result.error is not None:
             n_bad += 1
-            print(f"error: {result.path}: {result.error}", file=sys.stderr)
+            # File names and messages are escaped: no raw newline, ANSI sequence or
+            # undecodable byte reaches the terminal.
+            print(f"error: {printable(result.path)}: {printable(result.error, 500)}",
+                  file=sys.stderr)  # fmt: skip
+        # Cells escaped against control characters and spreadsheet formulas (=, +, -, @).
         writer.writerow(
             {
-                "path": str(result.path),
-                "label": p.label if p else "",
+                "path": csv_cell(result.path),
+                "label": csv_cell(p.label) if p else "",
                 "index": p.index if p else "",
                 "prob": f"{p.prob:.6f}" if p else "",
-                "top_k_labels": json.dumps(p.labels) if p else "",
+                "top_k_labels": json.dumps([printable(v) for v in p.labels]) if p else "",
                 "top_k_probs": json.dumps([round(v, 6) for v in p.probs]) if p else "",
-                "error": result.error or "",
+                "error": csv_cell(result.error or ""),
             }
         )
         if progress is not None:

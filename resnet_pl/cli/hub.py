@@ -26,6 +26,7 @@ from resnet_pl.hub.weights import (
     get_weights,
     list_pretrained,
 )
+from resnet_pl.limits import printable
 
 DESCRIPTION = """\
 Pretrained weights of resnet-pl: names are ARCH.TAG (resnet20.fashion_mnist, resnet50.tv2_in1k);
@@ -411,17 +412,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(COMMANDS[command](ns[command]))
     except UnknownWeightsError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
+        print(f"{PROG}: {_line(err)}", file=sys.stderr)
         return 2
     except WriteError as err:  # disk full / no permission; nothing partial was left
-        print(f"resnet-pl: error: {err}", file=sys.stderr)
+        print(f"resnet-pl: error: {_line(err)}", file=sys.stderr)
         return 1
     except WeightsVerificationError as err:
-        print(f"{PROG} {command}: {err}", file=sys.stderr)
+        print(f"{PROG} {command}: {_line(err)}", file=sys.stderr)
         return 1
     except (ResNetPLError, OSError, ValueError) as err:  # bad input, missing/unwritable files
-        print(f"{PROG} {command}: {err}", file=sys.stderr)
+        print(f"{PROG} {command}: {_line(err)}", file=sys.stderr)
         return 2
+
+
+def _line(err: BaseException) -> str:
+    """An error as one printable line: names from files (newlines, ANSI escapes, bytes that
+    are not UTF-8) are escaped, never echoed raw to the terminal."""
+    return printable(" ".join(str(err).split()), limit=4000)
 
 
 if __name__ == "__main__":

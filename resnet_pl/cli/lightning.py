@@ -41,6 +41,8 @@ from resnet_pl.lightning.loggers import (
     AtomicSaveConfigCallback,
 )
 from resnet_pl.lightning.module import ResNetClassifier
+from resnet_pl.lightning.validate import check_checkpoint_sizes
+from resnet_pl.limits import printable
 
 
 class ResNetCLI(LightningCLI):
@@ -146,6 +148,8 @@ class ResNetCLI(LightningCLI):
             raise ConfigError(f"--ckpt_path {path} does not exist (or is not a file)")
         from jsonargparse import ArgumentError
 
+        if not special and cfg.get("weights_only") is not False:
+            check_checkpoint_sizes(Path(path), f"--ckpt_path {path}")
         try:
             self._parse_ckpt_hparams(path)
         except ArgumentError:  # the file loaded; its hyperparameters do not fit the options
@@ -224,7 +228,12 @@ class ResNetCLI(LightningCLI):
             kwargs["logger"] = runs.run_loggers(self._version_dir, self._resume_step)
         if not cfg["trainer"].get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
-        return super().instantiate_trainer(**kwargs)
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as err:  # --trainer.max_epochs -5 and the like
+            raise ConfigError(f"--trainer: {' '.join(str(err).split())}") from None
 
 
 def names_model_class(argv: list[str]) -> bool:
@@ -274,6 +283,75 @@ def _checkpoint_names_class(path: Path) -> bool:
     except Exception:  # reported by ResNetCLI._parse_ckpt_path, one line
         return False
     return isinstance(hp, dict) and "_class_path" in hp
+
+
+# Sections of a --config file and the YAML types each may have (model: a class name too).
+_CONFIG_SECTIONS: dict[str, tuple[type, ...]] = {
+    "trainer": (dict,),
+    "data": (dict,),
+    "checkpoint": (dict,),
+    "model": (dict, str),
+}
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Every ``--config FILE`` of a command, read before LightningCLI does: a binary or
+    non-UTF-8 file, invalid YAML, an empty file, a file that is not a mapping, or a section
+    of the wrong type (``model: [1, 2]``, ``trainer: 5``) fails as one line naming the file
+    and the fix, instead of a traceback or a bare "Unexpected config:"."""
+    import yaml
+
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        else:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            continue  # jsonargparse reports a missing file (or reads an inline YAML string)
+        example = "e.g. `trainer: {max_epochs: 5}` (see configs/*.yaml)"
+        where = f"--config {printable(path)}"
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as err:
+            raise ConfigError(f"{where} cannot be read: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"{where} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                f"{err.start}); --config takes a YAML file, {example}"
+            ) from None
+        if "\x00" in text:
+            raise ConfigError(f"{where} holds NUL bytes: it is a binary file, not YAML; {example}")
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or type(err).__name__
+            raise ConfigError(f"{where} is not valid YAML{at} ({problem})") from None
+        if config is None:
+            raise ConfigError(f"{where} is empty; write the options as a YAML mapping, {example}")
+        if not isinstance(config, dict):
+            raise ConfigError(
+                f"{where} holds a YAML {type(config).__name__}, not a mapping of options; {example}"
+            )
+        scopes = [("", config)] + [
+            (f"{name}.", config[name])
+            for name in ("fit", "validate", "test", "predict")
+            if isinstance(config.get(name), dict)
+        ]
+        for prefix, scope in scopes:
+            for section, kinds in _CONFIG_SECTIONS.items():
+                entry = scope.get(section)
+                if entry is not None and not isinstance(entry, kinds):
+                    names = ("a mapping" if k is dict else "a class name" for k in kinds)
+                    wanted = " or ".join(names)
+                    raise ConfigError(
+                        f"{where}: `{prefix}{section}` must be {wanted} of options, got "
+                        f"{printable(repr(entry), 60)}; {example}"
+                    )
 
 
 def _class_path(cls: type) -> str:
@@ -460,25 +538,39 @@ def lightning_main(argv: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, _interrupt_outside_training)
     try:
+        check_config_files(argv)
         cli_main(argv, exit_on_error=False)
     except (TrainingInterrupted, KeyboardInterrupt) as err:
         message = str(err) if isinstance(err, TrainingInterrupted) else "interrupted (Ctrl-C)"
         print(f"resnet-pl: {message}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except WriteError as err:
-        print(f"resnet-pl: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"resnet-pl: error: {printable(' '.join(str(err).split()), 4000)}", file=sys.stderr)
         return 1
     except ArgumentError as err:
-        message = " ".join(str(err).split())
+        message = printable(" ".join(str(err).split()), 4000)
         print(
             f"resnet-pl: error: {message} (resnet-pl {argv[0]} --help lists the options)",
             file=sys.stderr,
         )
         return 2
     except ResNetPLError as err:  # ours: the message names the fix; anything else is a bug
-        message = " ".join(str(err).split())  # one line
+        message = printable(" ".join(str(err).split()), 4000)  # one line, escaped
         print(f"resnet-pl: error: {message}", file=sys.stderr)
         return 1 if isinstance(err, NonFiniteLossError) else 2
+    except RuntimeError as err:
+        # A --ckpt_path whose weights do not fit the model the options build (another class
+        # count or channel count from --data, say): torch's page of size mismatches, as one line.
+        text = str(err)
+        if "Error(s) in loading state_dict" not in text:
+            raise
+        detail = next((ln.strip() for ln in text.splitlines()[1:] if ln.strip()), "")
+        print(
+            f"resnet-pl: error: the --ckpt_path weights do not fit the model these options "
+            f"build ({detail}); pass the --data/--model options it was trained with",
+            file=sys.stderr,
+        )
+        return 2
     except OSError as err:
         # A write failure inside a library we do not wrap (TensorBoard's event writer thread,
         # a callback of the user's): still one line naming the file and the cause.

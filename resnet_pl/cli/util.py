@@ -23,6 +23,7 @@ from typing import Any, Optional
 from jsonargparse import ArgumentParser
 
 from resnet_pl.errors import ResNetPLError
+from resnet_pl.limits import printable
 
 # The release that stops accepting the dashed spellings.
 DASHED_REMOVED_IN = "0.3"
@@ -144,6 +145,6 @@ def parse(parser: ArgumentParser, argv: Sequence[str], prog: str) -> Any:
     except SystemExit as exc:  # --help printed
         return int(exc.code) if isinstance(exc.code, int) else 0
     except ParseError as err:
-        message = " ".join(str(err).split())
+        message = printable(" ".join(str(err).split()), limit=4000)
         print(f"{prog}: error: {message} ({prog} --help lists the options)", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from resnet_pl.data.decode import IMAGE_SUFFIXES, load_image
 from resnet_pl.data.errors import BadDataError, DataNotFoundError, ImageLoadError
 from resnet_pl.data.transforms import eval_geometry
+from resnet_pl.limits import fs_text
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ def _list_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
                 files.append(f)
             else:
                 ignored += 1
-        classes[class_dir.name] = files
+        # A folder name that is not UTF-8 becomes a class name with \xNN escapes: it can then
+        # be saved in checkpoints, ONNX metadata, model cards and CSV files.
+        classes[fs_text(class_dir.name)] = files
     return classes, ignored
 
 

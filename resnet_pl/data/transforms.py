@@ -31,6 +31,7 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode, v2
 
 from resnet_pl.data.specs import default_crop_pct, default_norm
+from resnet_pl.limits import check_image_geometry, printable
 
 INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST,
@@ -48,15 +49,31 @@ def resolve_data_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """
     if cfg.get("input_size") is None:
         raise ValueError("the config has no input_size (C, H, W); pass one, e.g. (3, 32, 32)")
-    size = tuple(int(v) for v in cfg["input_size"])
+    try:
+        size = tuple(int(v) for v in cfg["input_size"])
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(
+            f"input_size must be (C, H, W) integers, got {printable(cfg['input_size'])}"
+        ) from None
     if len(size) != 3 or min(size) < 1:
         raise ValueError(f"input_size must be (C, H, W) with positive values, got {size}")
+    # The one bound on sizes (resnet_pl.limits), before anything is sized from these values.
+    check_image_geometry(size, "the config")
     chans, height, width = size
     default_mean, default_std = default_norm(chans)
-    mean = tuple(float(v) for v in (cfg.get("mean") or default_mean))
-    std = tuple(float(v) for v in (cfg.get("std") or default_std))
+    try:
+        mean = tuple(float(v) for v in (cfg.get("mean") or default_mean))
+        std = tuple(float(v) for v in (cfg.get("std") or default_std))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"mean and std must be lists of numbers, got {printable(cfg.get('mean'))}, "
+            f"{printable(cfg.get('std'))}"
+        ) from None
     if len(mean) != chans or len(std) != chans:
         raise ValueError(f"mean {mean} and std {std} need one value per input channel ({chans})")
+    if not all(math.isfinite(v) for v in (*mean, *std)):
+        # NaN or infinite statistics would turn every output into NaN: refused, not used.
+        raise ValueError(f"mean {mean} and std {std} must be finite numbers")
     if any(s <= 0 for s in std):
         raise ValueError(f"std values must be positive, got {std}")
     interpolation = str(cfg.get("interpolation") or "bilinear")
@@ -64,9 +81,14 @@ def resolve_data_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}"
         )
-    crop_pct = float(cfg.get("crop_pct") or default_crop_pct(height, width))
+    try:
+        crop_pct = float(cfg.get("crop_pct") or default_crop_pct(height, width))
+    except (TypeError, ValueError):
+        raise ValueError(f"crop_pct must be a number, got {cfg.get('crop_pct')!r}") from None
     if not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+    # ... and no image is resized beyond it before the centre crop.
+    check_image_geometry(size, "the config", crop_pct=crop_pct)
     return {
         **dict(cfg),
         "input_size": size,

@@ -27,8 +27,15 @@ from resnet_pl.data import (
     load_image,
     resolve_data_cfg,
 )
-from resnet_pl.deploy.metadata import base_metadata, decode_metadata
+from resnet_pl.deploy.metadata import base_metadata
 from resnet_pl.deploy.source import ModelSource, load_model
+from resnet_pl.deploy.untrusted import (
+    OnnxMetadataError,
+    check_logits,
+    check_signature,
+    read_onnx_metadata,
+    run_error,
+)
 from resnet_pl.models.tta import with_tta
 
 Backend = Literal["auto", "torch", "onnx"]
@@ -193,13 +200,27 @@ class OnnxClassifier(Classifier):
                 f"{self.path} is not a loadable ONNX model ({first}); re-export it with "
                 "resnet-pl export"
             ) from None
-        meta = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
-        inp = self.session.get_inputs()[0]
+        # Untrusted: every metadata value is checked and bounded before it sizes anything.
+        meta = read_onnx_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or not outputs:
+            raise OnnxMetadataError(
+                f"{self.path}: the graph has {len(inputs)} inputs and {len(outputs)} outputs; an "
+                "image classifier has one input and an output; re-export it with resnet-pl export"
+            )
+        inp = inputs[0]
         self.input_name = inp.name
-        self._configure(meta, list(inp.shape))
+        self._configure(meta, list(inp.shape), inp.type, list(outputs[0].shape))
 
-    def _configure(self, meta: dict[str, Any], dims: list[Any]) -> None:
-        """Preprocessing from the file's metadata (or, without it, its static input shape)."""
+    def _configure(
+        self,
+        meta: dict[str, Any],
+        dims: list[Any],
+        input_type: str | None = None,
+        output_dims: list[Any] | None = None,
+    ) -> None:
+        """Preprocessing from the file's metadata (or, without it, its static input shape),
+        checked against the graph's input and output."""
         self.metadata = meta
         if meta.get("features_only"):
             raise ValueError(
@@ -207,6 +228,7 @@ class OnnxClassifier(Classifier):
                 f"{', '.join(meta.get('output_names') or [])}), not a classifier; classify "
                 "needs a model exported with its classifier head"
             )
+        check_signature(self.path, meta, dims, input_type, output_dims)
         self.fixed_batch = dims[0] if isinstance(dims[0], int) else None
         cfg = dict(meta)
         if cfg.get("input_size") is None:
@@ -219,7 +241,11 @@ class OnnxClassifier(Classifier):
         Classifier.__init__(self, cfg, meta.get("class_names"))
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self.input_name: x})[0])
+        try:
+            out = self.session.run(None, {self.input_name: x})[0]
+        except Exception as err:  # onnxruntime's own types (Fail, InvalidArgument ...)
+            raise run_error(self.path, err) from None
+        return check_logits(self.path, out, len(x))
 
     def logits(self, batch: Tensor) -> np.ndarray:
         x = batch.numpy().astype(np.float32, copy=False)
@@ -269,8 +295,6 @@ class OpenVinoClassifier(OnnxClassifier):
             raise ImportError(
                 "--runtime openvino needs OpenVINO: pip install 'resnet-pl[openvino]'"
             ) from None
-        from resnet_pl.deploy.metadata import read_metadata
-
         if device != "cpu":
             raise ValueError(f"the openvino runtime runs on the CPU here; got device={device!r}")
         self.path = Path(path)
@@ -285,7 +309,7 @@ class OpenVinoClassifier(OnnxClassifier):
         try:
             model = core.read_model(str(self.path))
             self.compiled = core.compile_model(model, "CPU", config)
-            meta = read_metadata(self.path)
+            meta_props = _onnx_props(self.path)
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(
@@ -294,14 +318,38 @@ class OpenVinoClassifier(OnnxClassifier):
             ) from None
         self.request = self.compiled.create_infer_request()
         self.precision_hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        dims = [
-            d.get_length() if d.is_static else None for d in model.inputs[0].get_partial_shape()
-        ]
-        self._configure(meta, dims)
+        meta = read_onnx_metadata(meta_props, self.path)  # untrusted: checked and bounded
+        if len(model.inputs) != 1 or not model.outputs:
+            raise OnnxMetadataError(
+                f"{self.path}: the graph has {len(model.inputs)} inputs and "
+                f"{len(model.outputs)} outputs; an image classifier has one input and an output"
+            )
+
+        def dims_of(port: Any) -> list[Any] | None:
+            shape = port.get_partial_shape()
+            if shape.rank.is_dynamic:
+                return None
+            return [d.get_length() if d.is_static else None for d in shape]
+
+        in_dims = dims_of(model.inputs[0]) or [None] * 4
+        self._configure(meta, in_dims, None, dims_of(model.outputs[0]))
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        self.request.infer({0: x})
-        return np.array(self.request.get_output_tensor(0).data)
+        try:
+            self.request.infer({0: x})
+            out = np.array(self.request.get_output_tensor(0).data)
+        except Exception as err:  # OpenVINO's own RuntimeError subclasses
+            raise run_error(self.path, err) from None
+        return check_logits(self.path, out, len(x))
+
+
+def _onnx_props(path: Path) -> dict[str, str]:
+    """The raw ``metadata_props`` of an ONNX file (decoded and checked by
+    :func:`~resnet_pl.deploy.untrusted.read_onnx_metadata`)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
 
 
 class TorchClassifier(Classifier):

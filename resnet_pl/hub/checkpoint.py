@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from resnet_pl.errors import ResNetPLError
 from resnet_pl.hub.loading import load_into, structural_kwargs
+from resnet_pl.hub.untrusted import check_checkpoint_hparams
 from resnet_pl.models.registry import get_builder
 
 MODEL_PREFIX = "model."
@@ -104,14 +105,18 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     if not state:
         raise CheckpointError(f"{path}: state_dict has no '{MODEL_PREFIX}*' keys")
     model_kwargs = hp.get("model_kwargs")
-    try:
-        num_classes, in_chans = int(hp["num_classes"]), int(hp["in_chans"])
-        arch_kwargs = structural_kwargs(model_kwargs if isinstance(model_kwargs, Mapping) else {})
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: malformed hyper_parameters ({err})") from None
+    arch_kwargs = structural_kwargs(model_kwargs if isinstance(model_kwargs, Mapping) else {})
+    arch = arch_name.partition(".")[0]
+    # Untrusted: sizes bounded and checked against the stored weights (on the meta device)
+    # before anything is built from them.
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    hp = dict(hp)
+    num_classes, in_chans = check_checkpoint_hparams(
+        hp, arch, arch_kwargs, shapes, path, CheckpointError
+    )
     return CheckpointContents(
         path=path,
-        arch=arch_name.partition(".")[0],
+        arch=arch,
         arch_kwargs=arch_kwargs,
         num_classes=num_classes,
         in_chans=in_chans,

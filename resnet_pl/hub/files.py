@@ -43,6 +43,7 @@ from resnet_pl.hub.weights import (
     WeightsUnavailableError,
     WeightsVerificationError,
 )
+from resnet_pl.limits import load_json
 
 CACHE_ENV = "RESNET_PL_CACHE"
 CACHE_HINT = (
@@ -141,19 +142,24 @@ def check_safetensors(path: Path) -> None:
                 f"{path} is truncated: its safetensors header needs {8 + n} bytes, the file "
                 f"has {size}"
             )
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise WeightsVerificationError(
-                f"{path}: safetensors header is not JSON: {err}"
-            ) from None
+        # Untrusted: bounded nesting (a deep __metadata__ is no RecursionError), a mapping.
+        header = load_json(f.read(n), f"{path}: safetensors header", error=WeightsVerificationError)
+    if not isinstance(header, dict):
+        raise WeightsVerificationError(f"{path}: safetensors header is not a JSON object")
+    meta = header.get("__metadata__")
+    if meta is not None and not (
+        isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())
+    ):
+        raise WeightsVerificationError(
+            f"{path}: safetensors __metadata__ must map names to strings; the file is damaged"
+        )
     end = 0
     for key, info in header.items():
         if key == "__metadata__":
             continue
         try:
             end = max(end, int(info["data_offsets"][1]))
-        except (KeyError, TypeError, ValueError, IndexError):
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError):
             raise WeightsVerificationError(f"{path}: malformed safetensors entry {key!r}") from None
     if 8 + n + end != size:
         problem = "truncated" if 8 + n + end > size else "has trailing bytes"

@@ -47,6 +47,7 @@ from resnet_pl.hub.card import (  # noqa: F401 (card_data & co.: re-exported, th
 )
 from resnet_pl.hub.files import check_safetensors, read_state_dict, sha256_file
 from resnet_pl.hub.loading import load_into, model_cfg, structural_kwargs
+from resnet_pl.hub.untrusted import check_folder_config
 from resnet_pl.hub.weights import (
     WeightsMismatchError,
     WeightsVerificationError,
@@ -54,6 +55,7 @@ from resnet_pl.hub.weights import (
     jsonable,
     package_version,
 )
+from resnet_pl.limits import UntrustedValueError, load_json
 from resnet_pl.models.registry import get_builder
 
 CONFIG_NAME = "config.json"
@@ -301,7 +303,8 @@ class HubAdapter(
                 )
 
             config_path, weights_path = fetch(CONFIG_NAME), fetch(WEIGHTS_NAME)
-        config = read_config(config_path)
+        # Untrusted: a recorded sha256 required, every size bounded, before anything is built.
+        config = check_folder_config(read_config(config_path), config_path)
         if not weights_path.is_file():
             raise FileNotFoundError(f"{weights_path} not found beside {config_path}")
         expected = config.get("sha256")
@@ -401,9 +404,11 @@ def read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a resnet-pl save_pretrained folder")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
+        config = load_json(path.read_bytes(), str(path))  # bounded size and nesting
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read: {err.strerror}") from None
+    except UntrustedValueError as err:  # not UTF-8, not JSON, too large or too deep
+        raise ValueError(f"{err}; re-save the folder with save_pretrained") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path} is not a resnet-pl config (a JSON {type(config).__name__})")
     missing = [k for k in ("architecture", "num_classes", "in_chans") if k not in config]

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 import shutil
@@ -21,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from resnet_pl.fileio import atomic_paths, write_text
+from resnet_pl.fileio import atomic_paths
 from resnet_pl.hub.checkpoint import (
     CheckpointContents,
     CheckpointError,
@@ -258,18 +259,26 @@ def export_checkpoint(
     ck = read_checkpoint(ckpt)
     model = build_model(ck)
     cfg = checkpoint_cfg(ck, model, make_recipe(ck, command=command, commit=commit))
+    if not measure_metrics:  # one atomic save: config, weights and card together
+        return save_pretrained(model, out_dir, arch_kwargs=ck.arch_kwargs, pretrained_cfg=cfg)
+    out = Path(out_dir)
+    created = not out.exists()
     folder = save_pretrained(
         model, out_dir, arch_kwargs=ck.arch_kwargs, pretrained_cfg=cfg, model_card=False
     )
-    if measure_metrics:
+    try:
         # Measured on the folder as written, so the numbers describe exactly what is shipped.
         cfg["metrics"] = measure(from_pretrained(folder), cfg, limit=limit, data_dir=data_dir)
         folder = save_pretrained(model, out_dir, arch_kwargs=ck.arch_kwargs, pretrained_cfg=cfg)
-    else:
-        from resnet_pl.hub.hf import CARD_NAME, CONFIG_NAME, read_config, render_model_card
+    except BaseException:
+        if created:  # no partial folder: what this call wrote goes, nothing else
+            from resnet_pl.hub.hf import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
-        config = read_config(folder / CONFIG_NAME)
-        write_text(folder / CARD_NAME, render_model_card(config))
+            for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+                (out / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return folder
 
 

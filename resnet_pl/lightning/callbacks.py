@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from resnet_pl.fileio import write_text
 from resnet_pl.lightning.plots import plot_confusion_matrix, plot_training_curves
+from resnet_pl.limits import csv_cell
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ class PredictionWriter(L.Callback):
         for batch in batches:
             probs = batch["probs"].max(dim=1).values.tolist()
             for idx, name, p in zip(batch["indices"].tolist(), batch["names"], probs, strict=True):
-                writer.writerow([row, idx, name, f"{p:.6f}"])
+                # Class names come from data folders / checkpoints: escaped for spreadsheets.
+                writer.writerow([row, idx, csv_cell(name), f"{p:.6f}"])
                 row += 1
         # Whole or not at all: a full disk keeps any previous predictions.csv as it was.
         write_text(out, buffer.getvalue(), hint="free space there or choose another --run_root")

@@ -180,3 +180,18 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
             f"module by dataset name; subclass the data path instead (TensorDataModule, "
             f"FolderDataModule or ImageDataBase from resnet_pl.lightning.datamodules)"
         )
+
+
+# jsonargparse (LightningCLI's parser) reads a class's options from ``__new__`` when the class
+# defines one; the front door's ``__new__`` takes ``*args, **kwargs``, so without this the CLI
+# had no --data.* options at all ("unrecognized arguments: --data.dataset fake").
+_init_sig = inspect.signature(ImageDataModule.__init__, eval_str=True)
+ImageDataModule.__new__.__signature__ = _init_sig.replace(  # type: ignore[attr-defined]
+    parameters=[
+        inspect.Parameter("cls", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        *list(_init_sig.parameters.values())[1:],
+    ]
+)
+ImageDataModule.__new__.__annotations__ = {
+    name: param.annotation for name, param in list(_init_sig.parameters.items())[1:]
+}

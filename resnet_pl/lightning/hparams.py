@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from resnet_pl.lightning.errors import ConfigError
+from resnet_pl.lightning.validate import check_optimizer_values, check_schedule_values
 from resnet_pl.models.tta import TTAMode, check_mode
 
 Optimizer = Literal["sgd", "adam", "adamw"]
@@ -87,6 +88,11 @@ class OptimConfig:
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         _positive("norm_bias_lr_scale", self.norm_bias_lr_scale)
+        # momentum/betas in [0, 1), warmup >= 0, min_lr_ratio in [0, 1] (< 0: gradient ascent)
+        check_optimizer_values(self.momentum, self.betas)
+        check_schedule_values(
+            self.warmup_epochs, self.min_lr_ratio, self.step_milestones, self.step_gamma
+        )
 
 
 @dataclass(frozen=True)

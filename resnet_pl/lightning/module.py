@@ -62,6 +62,7 @@ from resnet_pl.lightning.hparams import (  # noqa: F401 (their home before the g
     legacy_names,
     migrate_flat,
 )
+from resnet_pl.lightning.validate import check_checkpoint_sizes
 from resnet_pl.models.registry import get_builder, split_name
 from resnet_pl.models.tta import check_mode, tta_logits
 
@@ -480,6 +481,9 @@ class ResNetClassifier(L.LightningModule):
         that needs a full unpickle raises :class:`UntrustedCheckpointError`; pass
         ``weights_only=False`` only for a file from a source you trust."""
         safe = weights_only is not False
+        if safe and isinstance(checkpoint_path, str | Path) and Path(checkpoint_path).is_file():
+            # Sizes bounded and checked against the stored weights before anything is built.
+            check_checkpoint_sizes(Path(checkpoint_path), f"checkpoint {checkpoint_path}")
         try:
             source = cls._migrated_source(checkpoint_path, safe, kwargs)
             return super().load_from_checkpoint(

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from resnet_pl.data.errors import DataNotFoundError
 from resnet_pl.data.specs import DatasetSpec, default_crop_pct
 from resnet_pl.data.transforms import normalize
 from resnet_pl.lightning.augment import batch_augment
@@ -233,12 +234,24 @@ class ImageDataBase(L.LightningDataModule):
         """The first ``n`` items of ``ds``."""
         return Subset(ds, range(min(n, len(ds))))  # type: ignore[arg-type]
 
+    def missing_split(self, split: str) -> Exception:
+        """The one-line error for a split the data does not have (``resnet-pl test`` on data
+        without a test split, ``fit --data.val_fraction 0`` without a validation split)."""
+        if self.train_set is None and self.val_set is None and self.test_set is None:
+            return ConfigError(f"no {split} data: call setup() before asking for its loader")
+        if split == "validation":
+            return ConfigError(
+                f"no validation data: --data.val_fraction is {self.hparams['val_fraction']}; set "
+                f"it to e.g. 0.1, or train without validation (--trainer.limit_val_batches 0)"
+            )
+        return DataNotFoundError(
+            f"dataset {self.hparams.get('dataset')!r} has no {split} split here"
+        )
+
     # ---- loaders -------------------------------------------------------------------------------
     def _loader(self, ds: Dataset[Any] | None, split: str, subset: int | None) -> DataLoader[Any]:
         if ds is None:
-            raise RuntimeError(
-                f"no {split} data: call setup() first, or give the dataset a {split} split"
-            )
+            raise self.missing_split(split)
         if subset is not None:
             ds = self.subset(ds, subset)
         workers = self.hparams["num_workers"]

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from resnet_pl.data.errors import DataNotFoundError
 from resnet_pl.data.specs import DatasetSpec, default_norm
 from resnet_pl.lightning.datamodules.base import ImageDataBase, check_norm
 from resnet_pl.lightning.errors import ConfigError
@@ -83,6 +84,23 @@ class FolderDataModule(ImageDataBase):
             assert self.data_dir is not None
             self._folder_info = scan_image_folder(self.data_dir)
         return self._folder_info
+
+    def missing_split(self, split: str) -> Exception:
+        """Names the folder that is missing (``test/``, or ``val/`` with ``val_fraction`` 0)."""
+        if self.train_set is None or self.data_dir is None or split == "train":
+            return super().missing_split(split)
+        folder = self.data_dir / ("val" if split == "validation" else split)
+        if split == "test":
+            return DataNotFoundError(
+                f"{folder} does not exist: testing and predicting on an image folder need a "
+                f"test/ folder with one subfolder per class (or run validate, which uses val/ "
+                f"or the share of train/ held out by --data.val_fraction)"
+            )
+        return ConfigError(
+            f"no validation data: {folder} does not exist and --data.val_fraction is "
+            f"{self.hparams['val_fraction']}; add a val/ folder, set --data.val_fraction to e.g. "
+            f"0.1, or train without validation (--trainer.limit_val_batches 0)"
+        )
 
     def setup(self, stage: str | None = None) -> None:
         from resnet_pl.data.folder import build_folder_datasets
