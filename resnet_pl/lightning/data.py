@@ -21,6 +21,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from resnet_pl.data import datasets as _datasets
+from resnet_pl.data.download import check_mode as check_download_mode
+from resnet_pl.data.download import resolve as resolve_data
 from resnet_pl.data.errors import DataNotFoundError
 from resnet_pl.data.specs import DATASETS, SPECS, DatasetSpec, default_crop_pct, default_norm
 from resnet_pl.data.transforms import eval_geometry, normalize
@@ -130,7 +132,10 @@ class ImageDataModule(L.LightningDataModule):
         hflip: override the dataset's flip default (digits are not flipped).
         random_erasing: probability of erasing one random rectangle per training image.
         norm_mean, norm_std: override the per-dataset normalisation statistics.
-        download: let torchvision download missing data (needs internet).
+        download: ``"auto"`` (default): use a local copy (``data_dir``, the Debian package's
+            folder, the cache folder) or, when there is none, download it once into
+            ``data_dir`` or the cache (md5-checked; see :mod:`resnet_pl.data.download`);
+            ``False``: never touch the network; ``True``: always fetch into that folder.
         train_subset, val_subset, test_subset: use only the first N items (quick runs, tests).
         bad_files: ``imagefolder`` policy for unreadable images: ``"skip"`` (logged with a count
             and the file list) or ``"error"`` (stop, naming the file).
@@ -158,7 +163,7 @@ class ImageDataModule(L.LightningDataModule):
         random_erasing: float = 0.0,
         norm_mean: Sequence[float] | None = None,
         norm_std: Sequence[float] | None = None,
-        download: bool = False,
+        download: bool | Literal["auto"] = "auto",
         train_subset: int | None = None,
         val_subset: int | None = None,
         test_subset: int | None = None,
@@ -181,6 +186,10 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if augment not in ("standard", "none"):
             raise ConfigError(f"augment must be 'standard' or 'none', got {augment!r}")
+        try:
+            download = check_download_mode(download)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if bad_files not in ("skip", "error"):
             raise ConfigError(f"bad_files must be 'skip' or 'error', got {bad_files!r}")
         if not 0.0 <= random_erasing <= 1.0:
@@ -302,15 +311,16 @@ class ImageDataModule(L.LightningDataModule):
 
     # ---- Lightning hooks ------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Download once per node (Lightning calls this on one process only), when asked;
-        ``setup`` then only reads files."""
-        if self.hparams["download"] and self.dataset not in ("fake", "imagefolder"):
-            _datasets.download(self.dataset, self._root)
+        """Find the data or download it, once per node (Lightning calls this on one process
+        only), printing one line saying where it came from; ``setup`` then only reads files."""
+        if self.dataset not in ("fake", "imagefolder"):
+            resolve_data(self.dataset, self.data_dir, self.hparams["download"])
 
     @property
     def _root(self) -> Path | None:
-        """``data_dir``, or where :meth:`prepare_data` downloads when none is given."""
-        if self.data_dir is None and self.hparams["download"]:
+        """``data_dir``, or the cache folder where ``download: true`` puts the data (other
+        modes find it through the resolution order of :mod:`resnet_pl.data.download`)."""
+        if self.data_dir is None and self.hparams["download"] is True:
             return _datasets.default_root()
         return self.data_dir
 
