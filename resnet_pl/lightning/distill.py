@@ -17,7 +17,10 @@ batch for itself; a KL x T^2 logit loss; a projected feature loss), as a Lightni
   so ``load_from_checkpoint`` and ``--ckpt_path`` resume rebuild the same teacher and refuse,
   with one clear message, a teacher file that changed.
 
-Loss: ``alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)``, plus
+Loss: ``alpha * KD + (1 - alpha) * CE(s, y)`` with ``KD`` one of (``kd_loss``,
+:mod:`resnet_pl.lightning.kd_losses`): ``"kl"``, ``T^2 * KL(softmax(t / T) || softmax(s / T))``;
+``"dkd"``, decoupled KD ``T^2 * (dkd_alpha * TCKD + dkd_beta * NCKD)``; either on z-scored
+logits with ``logit_standardization=True``. Plus
 ``feature_weight * MSE(proj(s_k), t_k)`` on stage ``k`` when ``feature_weight > 0``, where
 ``proj`` is a learned 1x1 convolution (trained, saved in the Lightning checkpoint for exact
 resume, never part of ``self.model`` and so never exported).
@@ -28,12 +31,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from resnet_pl.lightning import kd_losses
 from resnet_pl.lightning.errors import ConfigError
 from resnet_pl.lightning.module import ResNetClassifier
 
@@ -264,6 +268,13 @@ class DistillationClassifier(ResNetClassifier):
         feature_weight: weight of the feature loss (0: logit distillation only).
         feature_stage: 1-based stage whose output is matched (student and teacher); None: the
             last stage.
+        kd_loss: ``"kl"`` (classic KD, KL x T^2) or ``"dkd"`` (decoupled KD: target and
+            non-target parts weighted by ``dkd_alpha`` and ``dkd_beta``); see
+            :mod:`resnet_pl.lightning.kd_losses`.
+        logit_standardization: z-score student and teacher logits (each row) before the
+            softened softmax (Sun et al. 2024); then ``temperature`` applies to z-scores.
+        dkd_alpha, dkd_beta: DKD's weights of the target-class (TCKD) and non-target (NCKD)
+            terms (mdistiller's defaults 1 and 8).
         teacher_sha256: the teachers' file digests. Filled in when the teachers load and saved
             in checkpoints; a resumed run passes them back, and a teacher whose file no longer
             matches is refused. Leave unset for a new run.
@@ -282,10 +293,19 @@ class DistillationClassifier(ResNetClassifier):
         alpha: float = 0.9,
         feature_weight: float = 0.0,
         feature_stage: int | None = None,
+        kd_loss: Literal["kl", "dkd"] = "kl",
+        logit_standardization: bool = False,
+        dkd_alpha: float = 1.0,
+        dkd_beta: float = 8.0,
         teacher_sha256: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         _check_kd_options(teacher, temperature, alpha, feature_weight, teacher_sha256)
+        if kd_loss not in ("kl", "dkd"):
+            raise ConfigError(f"kd_loss must be 'kl' or 'dkd', got {kd_loss!r}")
+        for name, value in (("dkd_alpha", dkd_alpha), ("dkd_beta", dkd_beta)):
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
         super().__init__(*args, **kwargs)
         sources = [teacher] if isinstance(teacher, str) else [str(t) for t in teacher]
         expected = list(teacher_sha256) if teacher_sha256 else [None] * len(sources)
@@ -412,14 +432,23 @@ class DistillationClassifier(ResNetClassifier):
     def distillation_loss(
         self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor
     ) -> dict[str, Tensor]:
-        """``{"loss", "kd", "ce"}``: ``kd = T^2 * KL(softmax(t/T) || softmax(s/T))`` (mean over
-        the batch), ``ce`` the student's criterion (label smoothing, soft mixed targets),
-        ``loss = alpha * kd + (1 - alpha) * ce``. Computed in float32 under autocast."""
-        t, a = self.hparams["temperature"], self.hparams["alpha"]
+        """``{"loss", "kd", "ce"}``: ``kd`` the chosen KD loss (``kd_loss``,
+        ``logit_standardization``; mean over the batch), ``ce`` the student's criterion (label
+        smoothing, soft mixed targets), ``loss = alpha * kd + (1 - alpha) * ce``. Computed in
+        float32 under autocast. DKD with soft (mixed) targets takes each row's largest share as
+        its target class."""
+        hp = self.hparams
+        t, a = hp["temperature"], hp["alpha"]
         s = student_logits.float()
-        log_p_s = F.log_softmax(s / t, dim=1)
-        log_p_t = F.log_softmax(teacher_logits.float() / t, dim=1)
-        kd = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+        stand = bool(hp.get("logit_standardization", False))
+        if hp.get("kd_loss", "kl") == "dkd":
+            hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
+            kd = kd_losses.dkd(
+                s, teacher_logits, hard, t,
+                alpha=hp.get("dkd_alpha", 1.0), beta=hp.get("dkd_beta", 8.0), standardize=stand,
+            )  # fmt: skip
+        else:
+            kd = kd_losses.kl_kd(s, teacher_logits, t, standardize=stand)
         ce = self.criterion(s, targets)
         return {"loss": a * kd + (1 - a) * ce, "kd": kd, "ce": ce}
 
@@ -473,6 +502,8 @@ class DistillationClassifier(ResNetClassifier):
             "temperature": self.hparams["temperature"],
             "alpha": self.hparams["alpha"],
             "feature_weight": self.hparams["feature_weight"],
+            "kd_loss": self.hparams.get("kd_loss", "kl"),
+            "logit_standardization": self.hparams.get("logit_standardization", False),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
