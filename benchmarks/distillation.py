@@ -397,6 +397,7 @@ def merge(paths: list[Path], out_dir: Path, command: str) -> int:
            "time": time.strftime("%Y%m%d-%H%M%S")}  # fmt: skip
     doc["settings"] = {**first["settings"], "arms": sorted({r["arm"] for r in runs})}
     doc["settings"]["seeds"] = sorted({r["seed"] for r in runs})
+    out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / f"distillation-{doc['kind']}-merged-{doc['time']}"
     write_json(doc, [base.with_suffix(".json")])
     write_text(base.with_suffix(".md"), markdown(doc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -131,3 +132,39 @@ def test_distillation_classifier_options(kd_loss: str, stand: bool) -> None:
         DistillationClassifier("resnet20", kd_loss="crd", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="dkd_beta must be"):
         DistillationClassifier("resnet20", **{**kwargs, "dkd_beta": -1.0})
+
+
+def test_benchmark_merge_combines_jobs(tmp_path: Path) -> None:
+    """``benchmarks.distillation --merge``: arms run as separate jobs become one summary; files
+    of other settings are refused."""
+    import json
+
+    from benchmarks.distillation import main as bench_main
+
+    def doc(arm: str, accs: list[float], epochs: int = 3) -> dict[str, Any]:
+        runs = [{"arm": arm, "seed": i, "test_top1": a, "final_val_top1": a + 0.1,
+                 "fit_wall_s": 10.0 * (1 + (arm != "baseline")), "steps": 1, "epochs": epochs}
+                for i, a in enumerate(accs)]  # fmt: skip
+        return {"kind": "smoke", "command": f"job {arm}", "loadavg": [1.0, 1.0, 1.0],
+                "machine": {"cpu_model": "cpu", "cpu_usable": 2}, "cpu_flags": [],
+                "versions": {"torch": "x"}, "time": "t", "student_params": 1,
+                "teachers": [{"teacher": "t", "num_params": 1, "test_top1": 95.0, "n": 1}],
+                "settings": {"student": "resnet8", "student_kwargs": {}, "epochs": epochs,
+                             "temperature": 4.0, "alpha": 0.9, "feature_weight": 0.0,
+                             "max_steps": -1, "batch_size": 256, "lr": 0.2,
+                             "precision": "bf16-mixed", "seeds": [0, 1]},
+                "runs": runs}  # fmt: skip
+
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    a.write_text(json.dumps(doc("baseline", [90.0, 91.0])))
+    b.write_text(json.dumps(doc("kd_ls", [91.0, 92.0])))
+    c.write_text(json.dumps(doc("kd", [91.0, 92.0], epochs=5)))
+    assert bench_main(["--merge", str(a), str(b), "--out-dir", str(tmp_path / "out")]) == 0
+    (merged,) = (tmp_path / "out").glob("distillation-smoke-merged-*.json")
+    summary = json.loads(merged.read_text())["summary"]
+    assert summary["baseline"]["test_top1_mean"] == 90.5 and summary["kd_ls"]["n"] == 2
+    assert summary["kd_ls_gain_points"] == 1.0
+    assert summary["wall_ratio_kd_ls_over_baseline"] == 2.0
+    assert "| kd_ls | 2 | 91.50 |" in merged.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match=r"differs .* in epochs"):
+        bench_main(["--merge", str(a), str(c), "--out-dir", str(tmp_path / "out")])
