@@ -77,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", default=None, help="Lightning precision (default: config's "
                    "or bf16-mixed)")  # fmt: skip
     p.add_argument("--train-subset", type=int, default=None)
+    p.add_argument("--val-subset", type=int, default=None)
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX folder")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -133,7 +134,8 @@ def _datamodule(args: argparse.Namespace) -> Any:
     from resnet_pl.lightning import ImageDataModule
 
     data = {**args.recipe["data"], "data_dir": args.data_dir, "batch_size": args.batch_size,
-            "train_subset": args.train_subset, "test_subset": args.test_subset}  # fmt: skip
+            "train_subset": args.train_subset, "val_subset": args.val_subset,
+            "test_subset": args.test_subset}  # fmt: skip
     data.setdefault("dataset", "fashion_mnist")
     return ImageDataModule(**data)
 
@@ -333,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.student_kwargs is None:
             args.student_kwargs = json.dumps(kwargs)
     args.student_kwargs_dict = json.loads(args.student_kwargs) if args.student_kwargs else {}
-    smoke = args.max_steps > 0 or args.train_subset is not None or args.test_subset is not None
+    subsets = (args.train_subset, args.val_subset, args.test_subset)
+    smoke = args.max_steps > 0 or any(n is not None for n in subsets)
     kind = "smoke" if smoke else "full"
     stamp = time.strftime("%Y%m%d-%H%M%S")
 
