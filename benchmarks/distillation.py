@@ -108,6 +108,10 @@ def read_recipe(path: Path | None) -> dict[str, dict[str, Any]]:
         raise SystemExit(f"--config {path}: expected a LightningCLI YAML mapping")
     model = dict(cfg.get("model") or {})
     model = dict(model.get("init_args") or {}) if "class_path" in model else model
+    # Option groups (model: {optim: {lr: ...}}) read flat here; the arms group them again.
+    model = {k: v for g, sub in model.items()
+             for k, v in (sub.items() if isinstance(sub, dict) and g != "model_kwargs"
+                          else [(g, sub)])}  # fmt: skip
     for key in _KD_ONLY:
         model.pop(key, None)
     return {"model": model, "data": dict(cfg.get("data") or {}),
@@ -161,6 +165,7 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict
     import lightning as L
 
     from resnet_pl.lightning import DistillationClassifier, ResNetClassifier
+    from resnet_pl.lightning.hparams import migrate_flat
 
     L.seed_everything(seed, workers=True, verbose=False)
     options: dict[str, Any] = {
@@ -175,19 +180,15 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict
     if arm != "baseline":
         teacher = args.teacher[0] if len(args.teacher) == 1 else list(args.teacher)
         ls = arm.endswith("_ls")
-        module: Any = DistillationClassifier(
-            teacher=teacher,
-            temperature=args.ls_temperature if ls else args.temperature,
-            alpha=args.alpha,
-            feature_weight=args.feature_weight,
-            kd_loss="dkd" if arm.startswith("dkd") else "kl",
-            logit_standardization=ls,
-            dkd_alpha=args.dkd_alpha,
-            dkd_beta=args.dkd_beta,
-            **options,
-        )
+        loss = {"temperature": args.ls_temperature if ls else args.temperature,
+                "alpha": args.alpha, "feature_weight": args.feature_weight,
+                "kd_loss": "dkd" if arm.startswith("dkd") else "kl",
+                "logit_standardization": ls, "dkd_alpha": args.dkd_alpha,
+                "dkd_beta": args.dkd_beta}  # fmt: skip
+        grouped = migrate_flat({**options, **loss})[0]
+        module: Any = DistillationClassifier(teacher=teacher, **grouped)
     else:
-        module = ResNetClassifier(**options)
+        module = ResNetClassifier(**migrate_flat(options)[0])
     # The student is built first in both arms, so both start from the same weights; building
     # the teachers then draws random numbers (their init before the weights load), so reseed:
     # augmentation and stochastic draws during training are the same in both arms too.

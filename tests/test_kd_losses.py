@@ -107,15 +107,18 @@ def test_gradients_are_finite_and_reach_only_the_student() -> None:
 def test_distillation_classifier_options(kd_loss: str, stand: bool) -> None:
     """The constructor options pick the loss, are recorded in hparams, and give the hand value."""
     from resnet_pl.lightning import ConfigError, DistillationClassifier
+    from resnet_pl.lightning.hparams import DistillConfig
 
     kwargs: dict[str, Any] = {"in_chans": 1, "model_kwargs": {"widths": [4, 8, 8]},
-                              "teacher": "resnet20.fashion_mnist", "temperature": 2.0,
-                              "alpha": 0.75, "dkd_alpha": 0.5, "dkd_beta": 3.0}  # fmt: skip
+                              "teacher": "resnet20.fashion_mnist"}  # fmt: skip
+    loss = {"temperature": 2.0, "alpha": 0.75, "dkd_alpha": 0.5, "dkd_beta": 3.0}
     module = DistillationClassifier(
-        "resnet20", kd_loss=kd_loss, logit_standardization=stand, **kwargs
+        "resnet20",
+        distill=DistillConfig(kd_loss=kd_loss, logit_standardization=stand, **loss),  # type: ignore[arg-type]
+        **kwargs,
     )
-    assert module.hparams["kd_loss"] == kd_loss
-    assert module.hparams["logit_standardization"] is stand
+    assert module.hparams["distill"]["kd_loss"] == kd_loss
+    assert module.hparams["distill"]["logit_standardization"] is stand
     g = np.random.default_rng(0)
     s, te = g.normal(size=(3, 10)) * 2, g.normal(size=(3, 10)) * 2
     y = np.array([1, 9, 4])
@@ -129,9 +132,9 @@ def test_distillation_classifier_options(kd_loss: str, stand: bool) -> None:
     assert parts["kd"].item() == pytest.approx(kd, rel=1e-5)
     assert parts["loss"].item() == pytest.approx(0.75 * kd + 0.25 * ce, rel=1e-5)
     with pytest.raises(ConfigError, match="kd_loss must be"):
-        DistillationClassifier("resnet20", kd_loss="crd", **kwargs)  # type: ignore[arg-type]
+        DistillationClassifier("resnet20", distill=DistillConfig(kd_loss="crd"), **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="dkd_beta must be"):
-        DistillationClassifier("resnet20", **{**kwargs, "dkd_beta": -1.0})
+        DistillationClassifier("resnet20", distill=DistillConfig(dkd_beta=-1.0), **kwargs)
 
 
 def test_benchmark_merge_combines_jobs(tmp_path: Path) -> None:

@@ -17,10 +17,12 @@ batch for itself; a KL x T^2 logit loss; a projected feature loss), as a Lightni
   so ``load_from_checkpoint`` and ``--ckpt_path`` resume rebuild the same teacher and refuse,
   with one clear message, a teacher file that changed.
 
-Loss: ``alpha * KD + (1 - alpha) * CE(s, y)`` with ``KD`` one of (``kd_loss``,
-:mod:`resnet_pl.lightning.kd_losses`): ``"kl"``, ``T^2 * KL(softmax(t / T) || softmax(s / T))``;
-``"dkd"``, decoupled KD ``T^2 * (dkd_alpha * TCKD + dkd_beta * NCKD)``; either on z-scored
-logits with ``logit_standardization=True``. Plus
+Loss options are one group, :class:`~resnet_pl.lightning.hparams.DistillConfig`
+(``--model.distill.temperature`` ...). Loss: ``alpha * KD + (1 - alpha) * CE(s, y)`` with
+``KD`` one of (``kd_loss``, :mod:`resnet_pl.lightning.kd_losses`): ``"kl"``,
+``T^2 * KL(softmax(t / T) || softmax(s / T))``; ``"dkd"``, decoupled KD
+``T^2 * (dkd_alpha * TCKD + dkd_beta * NCKD)``; either on z-scored logits with
+``logit_standardization=True``. Plus
 ``feature_weight * MSE(proj(s_k), t_k)`` on stage ``k`` when ``feature_weight > 0``, where
 ``proj`` is a learned 1x1 convolution (trained, saved in the Lightning checkpoint for exact
 resume, never part of ``self.model`` and so never exported).
@@ -31,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +41,7 @@ from torch import Tensor, nn
 
 from resnet_pl.lightning import kd_losses
 from resnet_pl.lightning.errors import ConfigError
+from resnet_pl.lightning.hparams import CLASSIFIER_GROUPS, DistillConfig
 from resnet_pl.lightning.module import ResNetClassifier
 
 if TYPE_CHECKING:
@@ -263,18 +266,8 @@ class DistillationClassifier(ResNetClassifier):
     Args:
         teacher: registry name with weights (``"resnet20.fashion_mnist"``), a resnet-pl
             Lightning checkpoint path, or a list of them (an ensemble: logits averaged).
-        temperature: ``T`` of the softened distributions (> 0).
-        alpha: weight of the KD term; ``1 - alpha`` weighs the cross-entropy (in [0, 1]).
-        feature_weight: weight of the feature loss (0: logit distillation only).
-        feature_stage: 1-based stage whose output is matched (student and teacher); None: the
-            last stage.
-        kd_loss: ``"kl"`` (classic KD, KL x T^2) or ``"dkd"`` (decoupled KD: target and
-            non-target parts weighted by ``dkd_alpha`` and ``dkd_beta``); see
-            :mod:`resnet_pl.lightning.kd_losses`.
-        logit_standardization: z-score student and teacher logits (each row) before the
-            softened softmax (Sun et al. 2024); then ``temperature`` applies to z-scores.
-        dkd_alpha, dkd_beta: DKD's weights of the target-class (TCKD) and non-target (NCKD)
-            terms (mdistiller's defaults 1 and 8).
+        distill: the loss: ``temperature``, ``alpha``, ``feature_weight``, ``feature_stage``
+            (:class:`~resnet_pl.lightning.hparams.DistillConfig`).
         teacher_sha256: the teachers' file digests. Filled in when the teachers load and saved
             in checkpoints; a resumed run passes them back, and a teacher whose file no longer
             matches is refused. Leave unset for a new run.
@@ -285,28 +278,19 @@ class DistillationClassifier(ResNetClassifier):
     ``train_feature_loss``.
     """
 
+    HPARAM_GROUPS: ClassVar[dict[str, type]] = {**CLASSIFIER_GROUPS, "distill": DistillConfig}
+
     def __init__(
         self,
         *args: Any,
         teacher: str | list[str] = "resnet20.fashion_mnist",
-        temperature: float = 4.0,
-        alpha: float = 0.9,
-        feature_weight: float = 0.0,
-        feature_stage: int | None = None,
-        kd_loss: Literal["kl", "dkd"] = "kl",
-        logit_standardization: bool = False,
-        dkd_alpha: float = 1.0,
-        dkd_beta: float = 8.0,
+        distill: DistillConfig = DistillConfig(),  # noqa: B008 (frozen)
         teacher_sha256: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        _check_kd_options(teacher, temperature, alpha, feature_weight, teacher_sha256)
-        if kd_loss not in ("kl", "dkd"):
-            raise ConfigError(f"kd_loss must be 'kl' or 'dkd', got {kd_loss!r}")
-        for name, value in (("dkd_alpha", dkd_alpha), ("dkd_beta", dkd_beta)):
-            if not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-        super().__init__(*args, **kwargs)
+        _check_kd_options(teacher, teacher_sha256)
+        super().__init__(*args, **kwargs)  # checks the distill group too
+        loss = self.hparams["distill"]
         sources = [teacher] if isinstance(teacher, str) else [str(t) for t in teacher]
         expected = list(teacher_sha256) if teacher_sha256 else [None] * len(sources)
         members = [
@@ -325,8 +309,8 @@ class DistillationClassifier(ResNetClassifier):
         self.feature_proj: nn.ModuleList | None = None
         self._student_tap = FeatureTap(training_only=True)
         self._batch_input: Tensor | None = None
-        if feature_weight > 0:
-            self._setup_feature_loss(members, feature_stage)
+        if loss["feature_weight"] > 0:
+            self._setup_feature_loss(members, loss["feature_stage"])
 
     # ---- setup ------------------------------------------------------------------------------
     @property
@@ -389,7 +373,7 @@ class DistillationClassifier(ResNetClassifier):
         groups = super().parameter_groups()
         if self.feature_proj is not None:
             params = list(self.feature_proj.parameters())
-            lr, wd = self.hparams["lr"], self.hparams["weight_decay"]
+            lr, wd = self.hparams["optim"]["lr"], self.hparams["optim"]["weight_decay"]
             kernels = [p for p in params if p.ndim > 1]
             biases = [p for p in params if p.ndim <= 1]
             groups.append({"params": kernels, "weight_decay": wd, "lr": lr})
@@ -398,7 +382,8 @@ class DistillationClassifier(ResNetClassifier):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        if self.hparams.get("mean") is None or self.hparams.get("std") is None:
+        info = self.hparams["data_info"]
+        if info["mean"] is None or info["std"] is None:
             raise ConfigError(
                 "DistillationClassifier needs the student's mean/std to prepare the teacher's "
                 "inputs: train with ImageDataModule (it records them) or pass mean=... std=..."
@@ -421,7 +406,7 @@ class DistillationClassifier(ResNetClassifier):
         return torch.stack(logits).mean(0) if len(logits) > 1 else logits[0]
 
     def _student_stats(self, x: Tensor) -> tuple[Sequence[float], Sequence[float]]:
-        mean, std = self.hparams.get("mean"), self.hparams.get("std")
+        mean, std = self.hparams["data_info"]["mean"], self.hparams["data_info"]["std"]
         if mean is None or std is None:
             raise ConfigError(
                 "the student's mean/std are unknown: pass mean=... std=... (or use "
@@ -432,12 +417,12 @@ class DistillationClassifier(ResNetClassifier):
     def distillation_loss(
         self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor
     ) -> dict[str, Tensor]:
-        """``{"loss", "kd", "ce"}``: ``kd`` the chosen KD loss (``kd_loss``,
-        ``logit_standardization``; mean over the batch), ``ce`` the student's criterion (label
-        smoothing, soft mixed targets), ``loss = alpha * kd + (1 - alpha) * ce``. Computed in
-        float32 under autocast. DKD with soft (mixed) targets takes each row's largest share as
-        its target class."""
-        hp = self.hparams
+        """``{"loss", "kd", "ce"}``: ``kd`` the chosen KD loss (``distill.kd_loss``,
+        ``distill.logit_standardization``; mean over the batch), ``ce`` the student's criterion
+        (label smoothing, soft mixed targets), ``loss = alpha * kd + (1 - alpha) * ce``.
+        Computed in float32 under autocast. DKD with soft (mixed) targets takes each row's
+        largest share as its target class."""
+        hp = self.hparams["distill"]
         t, a = hp["temperature"], hp["alpha"]
         s = student_logits.float()
         stand = bool(hp.get("logit_standardization", False))
@@ -487,7 +472,7 @@ class DistillationClassifier(ResNetClassifier):
         logged = {"train_kd_loss": parts["kd"], "train_ce_loss": parts["ce"]}
         if self.feature_proj is not None:
             feat = self.feature_loss()
-            loss = loss + self.hparams["feature_weight"] * feat
+            loss = loss + self.hparams["distill"]["feature_weight"] * feat
             logged["train_feature_loss"] = feat
         if self._trainer is not None and self.trainer.training:
             self.log_dict(logged, on_step=True, on_epoch=True)
@@ -499,11 +484,11 @@ class DistillationClassifier(ResNetClassifier):
         # Readable provenance besides the hyperparameters (plain values: weights_only-safe).
         checkpoint["distillation"] = {
             "teachers": [{"source": t.source, "sha256": t.sha256} for t in self.teachers],
-            "temperature": self.hparams["temperature"],
-            "alpha": self.hparams["alpha"],
-            "feature_weight": self.hparams["feature_weight"],
-            "kd_loss": self.hparams.get("kd_loss", "kl"),
-            "logit_standardization": self.hparams.get("logit_standardization", False),
+            "temperature": self.hparams["distill"]["temperature"],
+            "alpha": self.hparams["distill"]["alpha"],
+            "feature_weight": self.hparams["distill"]["feature_weight"],
+            "kd_loss": self.hparams["distill"].get("kd_loss", "kl"),
+            "logit_standardization": self.hparams["distill"].get("logit_standardization", False),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -522,13 +507,7 @@ class DistillationClassifier(ResNetClassifier):
         super().on_load_checkpoint(checkpoint)
 
 
-def _check_kd_options(
-    teacher: Any,
-    temperature: float,
-    alpha: float,
-    feature_weight: float,
-    teacher_sha256: Any,
-) -> None:
+def _check_kd_options(teacher: Any, teacher_sha256: Any) -> None:
     """Bad distillation options fail before any teacher is read."""
     if isinstance(teacher, str):
         n = 1
@@ -541,12 +520,6 @@ def _check_kd_options(
             f"teacher must be a weights name, a checkpoint path or a non-empty list of them, "
             f"got {teacher!r}"
         )
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise ConfigError(f"temperature must be a positive number, got {temperature}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"alpha must be in [0, 1] (the KD share of the loss), got {alpha}")
-    if not (feature_weight >= 0 and math.isfinite(feature_weight)):
-        raise ConfigError(f"feature_weight must be a finite number >= 0, got {feature_weight}")
     if teacher_sha256 is not None and len(teacher_sha256) != n:
         raise TeacherMismatchError(
             f"teacher_sha256 lists {len(teacher_sha256)} digests for {n} teacher(s): the "
