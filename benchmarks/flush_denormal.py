@@ -8,7 +8,8 @@ recipe's settings (``configs/fashion_mnist_wrn16_2.yaml``: SGD Nesterov, momentu
 decay 5e-4, label smoothing 0.1, bf16 autocast, channels_last, batch 256, random crops and
 flips) at the learning rate the cosine schedule gives at ``--epoch`` (default 110 of 120). Blocks
 of ``--steps`` steps alternate A B B A ... so slow drifts of a shared machine hit both arms alike;
-each arm's step times are pooled and compared by their medians (B / A < 1: flushing is faster).
+each arm's step times are pooled and compared by their medians (B / A < 1: flushing is faster),
+and each adjacent A/B pair gives a ratio (the median of those resists load swings best).
 Before timing, the denormal floats in each arm's weights, gradients and momentum buffers are
 counted (flushing can only help when there are some). Writes
 ``benchmarks/results/flush_denormal-<time>.json``, with the load average before and after, CPU
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_step_s": {k: round(v, 4) for k, v in med.items()},
         "ratio_flush_over_ieee": round(med["B_flush"] / med["A_ieee"], 4),
         "pair_ratios_flush_over_ieee": pair_ratios,
+        "median_pair_ratio_flush_over_ieee": round(statistics.median(pair_ratios), 4),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"flush_denormal-{doc['time']}.json"
