@@ -251,3 +251,48 @@ def test_readme_first_screen_is_ci_set_up_main_job_and_tests() -> None:
     assert commands[2] == "resnet-pl fit --config configs/fashion_mnist_fast.yaml"
     assert commands[3] in ci and commands[3] == "python3 -m pytest -q"
     assert len(commands) == 4
+
+
+CHILD = """
+import sys
+from torchvision import datasets as tv
+from resnet_pl.data import datasets as ds
+from resnet_pl.lightning import ImageDataModule
+
+tv.FashionMNIST.mirrors = [sys.argv[1]]
+tv.FashionMNIST.resources = [tuple(r.split(":")) for r in sys.argv[2].split(",")]
+ds.DEBIAN_FASHION_MNIST = ds.Path(sys.argv[3])
+dm = ImageDataModule("fashion_mnist")
+dm.prepare_data()
+dm.setup("test")
+print("items", len(dm.test_set))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_on_an_empty_cache_download_once(
+    mirror: Mirror, served: dict[str, bytes], tmp_path: Path
+) -> None:
+    """The same as the threaded test, with two real processes (the lock is an flock)."""
+    import os
+    import subprocess
+    import sys
+
+    mirror.delay_s = 0.5
+    resources = ",".join(
+        f"{n}:{hashlib.md5(b, usedforsecurity=False).hexdigest()}" for n, b in served.items()
+    )
+    env = {**os.environ, "RESNET_PL_DATA": str(tmp_path / "cache")}
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-c", CHILD, mirror.url, resources, str(tmp_path / "none")]
+    procs = [
+        subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()[-2000:]
+        assert b"items 10000" in out
+    assert sorted(mirror.requests) == sorted(NAMES)
+    said = sorted(err.decode().split("fashion_mnist: ")[1].split(" ")[0] for _, err in outs)
+    assert said == ["downloaded", "using"]
