@@ -4,15 +4,20 @@ recipe without KD, over several seeds, in one run.
     python -m benchmarks.distillation [--seeds 0 1] [--epochs 15] [--teacher resnet20.fashion_mnist]
     python -m benchmarks.distillation --config configs/fashion_mnist_fast.yaml   # the fast recipe
     python -m benchmarks.distillation --max-steps 20 --train-subset 2000   # a quick smoke run
+    python -m benchmarks.distillation --arms baseline kd kd_ls dkd   # the KD loss options
+    python -m benchmarks.distillation --merge a.json b.json   # one table from runs split over jobs
 
 ``--config`` takes the student's options, data options, epochs and precision from a LightningCLI
 YAML (``--student``, ``--epochs`` and the other flags given explicitly still win), so both arms
 use a committed recipe: with ``configs/fashion_mnist_fast.yaml`` that is EMA weights, flip TTA,
 the linear schedule and channels_last, with the student's architecture swapped in.
 
-For each seed both arms train from the same initialisation and data order (``seed_everything``):
-``baseline`` is :class:`~resnet_pl.lightning.ResNetClassifier`, ``kd`` is
-:class:`~resnet_pl.lightning.DistillationClassifier` with the same options plus the teacher.
+For each seed every arm trains from the same initialisation and data order (``seed_everything``):
+``baseline`` is :class:`~resnet_pl.lightning.ResNetClassifier`; the others are
+:class:`~resnet_pl.lightning.DistillationClassifier` with the same options plus the teacher and
+a KD loss (:mod:`resnet_pl.lightning.kd_losses`): ``kd`` (KL x T^2 at ``--temperature``),
+``dkd`` (decoupled KD, ``--dkd-alpha``/``--dkd-beta``, at ``--temperature``), ``kd_ls`` and
+``dkd_ls`` (the same on standardised logits, at ``--ls-temperature``).
 The final weights (cosine schedule to zero; nothing is chosen on the test split) are measured
 on the real test split. The teacher's own test top-1 is measured in the same run. Writes
 ``benchmarks/results/distillation-<kind>-<time>.json`` and ``.md`` (``kind`` is ``smoke`` when
@@ -25,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ARMS = ("baseline", "kd", "dkd", "kd_ls", "dkd_ls")
 
 
 def default_student() -> tuple[str, dict[str, Any]]:
@@ -56,12 +63,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None, help="default: the config's, else 0.1")
     p.add_argument("--weight-decay", type=float, default=None, help="default: config's or 5e-4")
     p.add_argument("--label-smoothing", type=float, default=None, help="default: config's or 0")
+    p.add_argument("--arms", nargs="+", default=["baseline", "kd"], choices=ARMS,
+                   help="what to train per seed (default: baseline kd)")  # fmt: skip
+    p.add_argument("--merge", type=Path, nargs="+", default=None,
+                   help="combine these results files into one (no training)")  # fmt: skip
     p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--ls-temperature", type=float, default=2.0,
+                   help="temperature of the logit-standardised arms (z-scores)")  # fmt: skip
+    p.add_argument("--dkd-alpha", type=float, default=1.0)
+    p.add_argument("--dkd-beta", type=float, default=8.0)
     p.add_argument("--alpha", type=float, default=0.9)
     p.add_argument("--feature-weight", type=float, default=0.0)
     p.add_argument("--precision", default=None, help="Lightning precision (default: config's "
                    "or bf16-mixed)")  # fmt: skip
     p.add_argument("--train-subset", type=int, default=None)
+    p.add_argument("--val-subset", type=int, default=None)
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX folder")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -122,7 +138,8 @@ def _datamodule(args: argparse.Namespace) -> Any:
     from resnet_pl.lightning import ImageDataModule
 
     data = {**args.recipe["data"], "data_dir": args.data_dir, "batch_size": args.batch_size,
-            "train_subset": args.train_subset, "test_subset": args.test_subset}  # fmt: skip
+            "train_subset": args.train_subset, "val_subset": args.val_subset,
+            "test_subset": args.test_subset}  # fmt: skip
     data.setdefault("dataset", "fashion_mnist")
     return ImageDataModule(**data)
 
@@ -144,7 +161,7 @@ def _trainer(args: argparse.Namespace, root: Path) -> Any:
 
 
 def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict[str, Any]:
-    """One run of ``arm`` (``baseline`` or ``kd``) with ``seed``: test top-1 and wall time."""
+    """One run of ``arm`` (see :data:`ARMS`) with ``seed``: test top-1 and wall time."""
     import lightning as L
 
     from resnet_pl.lightning import DistillationClassifier, ResNetClassifier
@@ -160,10 +177,14 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict
         "weight_decay": args.weight_decay,
         "label_smoothing": args.label_smoothing,
     }
-    if arm == "kd":
+    if arm != "baseline":
         teacher = args.teacher[0] if len(args.teacher) == 1 else list(args.teacher)
-        loss = {"temperature": args.temperature, "alpha": args.alpha,
-                "feature_weight": args.feature_weight}  # fmt: skip
+        ls = arm.endswith("_ls")
+        loss = {"temperature": args.ls_temperature if ls else args.temperature,
+                "alpha": args.alpha, "feature_weight": args.feature_weight,
+                "kd_loss": "dkd" if arm.startswith("dkd") else "kl",
+                "logit_standardization": ls, "dkd_alpha": args.dkd_alpha,
+                "dkd_beta": args.dkd_beta}  # fmt: skip
         grouped = migrate_flat({**options, **loss})[0]
         module: Any = DistillationClassifier(teacher=teacher, **grouped)
     else:
@@ -212,24 +233,36 @@ def teacher_top1(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per arm: mean, sample standard deviation, min and max of test top-1; mean wall time."""
+    """Per arm: mean, sample standard deviation, min and max of test top-1 and of the final
+    validation top-1 (what choices are made on); mean wall time; each arm's gain over
+    ``baseline`` and its wall time relative to it."""
     out: dict[str, Any] = {}
-    for arm in ("baseline", "kd"):
+    arms = [a for a in ARMS if any(r["arm"] == a for r in runs)]
+    for arm in arms:
         acc = [r["test_top1"] for r in runs if r["arm"] == arm]
+        val = [r["final_val_top1"] for r in runs if r["arm"] == arm]
         wall = [r["fit_wall_s"] for r in runs if r["arm"] == arm]
         out[arm] = {
             "n": len(acc),
+            "seeds": sorted(r["seed"] for r in runs if r["arm"] == arm),
             "test_top1_mean": round(statistics.fmean(acc), 3),
             "test_top1_std": round(statistics.stdev(acc), 3) if len(acc) > 1 else None,
             "test_top1_min": min(acc),
             "test_top1_max": max(acc),
+            "val_top1_mean": round(statistics.fmean(val), 3),
             "fit_wall_s_mean": round(statistics.fmean(wall), 2),
         }
-    gain = out["kd"]["test_top1_mean"] - out["baseline"]["test_top1_mean"]
-    out["kd_gain_points"] = round(gain, 3)
-    out["wall_ratio_kd_over_baseline"] = round(
-        out["kd"]["fit_wall_s_mean"] / out["baseline"]["fit_wall_s_mean"], 3
-    )
+    if "baseline" in out:
+        base = out["baseline"]
+        for arm in arms:
+            if arm == "baseline":
+                continue
+            out[f"{arm}_gain_points"] = round(
+                out[arm]["test_top1_mean"] - base["test_top1_mean"], 3
+            )
+            out[f"wall_ratio_{arm}_over_baseline"] = round(
+                out[arm]["fit_wall_s_mean"] / base["fit_wall_s_mean"], 3
+            )
     return out
 
 
@@ -243,7 +276,9 @@ def markdown(doc: dict[str, Any]) -> str:
         f"flags {', '.join(doc['cpu_flags']) or '-'}; torch {doc['versions']['torch']}; "
         f"{doc['time']}.  ",
         f"Student `{s['student']}` {s['student_kwargs'] or ''} ({doc['student_params']} params); "
-        f"T={s['temperature']}, alpha={s['alpha']}, feature_weight={s['feature_weight']}; "
+        f"T={s['temperature']} (standardised arms: T={s.get('ls_temperature', '-')}), "
+        f"alpha={s['alpha']}, DKD alpha/beta={s.get('dkd_alpha', '-')}/{s.get('dkd_beta', '-')}, "
+        f"feature_weight={s['feature_weight']}; "
         f"{s['epochs']} epochs (max_steps {s['max_steps']}), batch {s['batch_size']}, "
         f"lr {s['lr']}, precision {s['precision']}, seeds {s['seeds']}.",
         "",
@@ -256,21 +291,25 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     lines += [
         "",
-        "| student | runs | test top-1 mean (%) | std | min | max | fit wall (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| student | runs | test top-1 mean (%) | std | min | max | val top-1 mean (%) "
+        "| fit wall (s) | gain vs baseline (points) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for arm in ("baseline", "kd"):
+    for arm in ARMS:
+        if arm not in st:
+            continue
         a = st[arm]
         std = "-" if a["test_top1_std"] is None else f"{a['test_top1_std']:.2f}"
+        gain = st.get(f"{arm}_gain_points")
         lines.append(
             f"| {arm} | {a['n']} | {a['test_top1_mean']:.2f} | {std} | {a['test_top1_min']:.2f} "
-            f"| {a['test_top1_max']:.2f} | {a['fit_wall_s_mean']:.0f} |"
+            f"| {a['test_top1_max']:.2f} | {a['val_top1_mean']:.2f} | {a['fit_wall_s_mean']:.0f} "
+            f"| {'-' if gain is None else f'{gain:+.2f}'} |"
         )
     lines += [
         "",
-        f"KD gain: {st['kd_gain_points']:+.2f} points; wall time kd / baseline: "
-        f"{st['wall_ratio_kd_over_baseline']:.2f}x (same run, same machine; the machine may be "
-        f"shared, so times are indicative).",
+        f"Load average at the end: {doc.get('loadavg', '-')}. Times are indicative only: the "
+        "machine may be shared (compare arms as ratios within one run).",
         "",
     ]
     return "\n".join(lines)
@@ -285,22 +324,27 @@ def main(argv: list[str] | None = None) -> int:
     from resnet_pl.bench.report import cpu_flags, machine_info, versions, write_json, write_text
 
     args = parse_args(argv)
-    resolve(args)
     given = sys.argv[1:] if argv is None else argv
+    if args.merge:
+        return merge(
+            args.merge, args.out_dir, "python -m benchmarks.distillation " + " ".join(given)
+        )
+    resolve(args)
     arch, kwargs = default_student()
     if args.student is None:
         args.student = arch
         if args.student_kwargs is None:
             args.student_kwargs = json.dumps(kwargs)
     args.student_kwargs_dict = json.loads(args.student_kwargs) if args.student_kwargs else {}
-    smoke = args.max_steps > 0 or args.train_subset is not None or args.test_subset is not None
+    subsets = (args.train_subset, args.val_subset, args.test_subset)
+    smoke = args.max_steps > 0 or any(n is not None for n in subsets)
     kind = "smoke" if smoke else "full"
     stamp = time.strftime("%Y%m%d-%H%M%S")
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            for arm in ("baseline", "kd"):
+            for arm in args.arms:
                 row = train_one(args, arm, seed, Path(tmp))
                 print(json.dumps(row), flush=True)
                 runs.append(row)
@@ -319,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.distillation " + " ".join(given),
         "machine": machine_info(),
         "cpu_flags": cpu_flags(),
+        "loadavg": [round(v, 2) for v in os.getloadavg()],
         "torch_threads": torch.get_num_threads(),
         "versions": versions(),
         "settings": settings,
@@ -329,6 +374,35 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     base = args.out_dir / f"distillation-{kind}-{stamp}"
+    write_json(doc, [base.with_suffix(".json")])
+    write_text(base.with_suffix(".md"), markdown(doc))
+    print(f"wrote {base}.json and {base}.md")
+    return 0
+
+
+def merge(paths: list[Path], out_dir: Path, command: str) -> int:
+    """One results file from several of the same settings (arms or seeds split over jobs run
+    at the same time): the runs concatenated and summarised again; the first file's settings
+    and teachers, every file's name and load average kept."""
+    from benchmarks.report import write_json, write_text
+
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    first = docs[0]
+    keep = ("student", "student_kwargs", "teacher", "epochs", "max_steps", "train_subset",
+            "test_subset", "config", "alpha", "temperature", "ls_temperature")  # fmt: skip
+    for p, d in zip(paths, docs, strict=True):
+        differ = [k for k in keep if d["settings"].get(k) != first["settings"].get(k)]
+        if differ:
+            raise SystemExit(f"--merge: {p} differs from {paths[0]} in {', '.join(differ)}")
+    runs = [r for d in docs for r in d["runs"]]
+    doc = {**first, "command": command, "runs": runs, "summary": summarise(runs),
+           "merged_from": [{"file": Path(p).name, "command": d["command"],
+                            "loadavg": d.get("loadavg")} for p, d in zip(paths, docs, strict=True)],
+           "time": time.strftime("%Y%m%d-%H%M%S")}  # fmt: skip
+    doc["settings"] = {**first["settings"], "arms": sorted({r["arm"] for r in runs})}
+    doc["settings"]["seeds"] = sorted({r["seed"] for r in runs})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = out_dir / f"distillation-{doc['kind']}-merged-{doc['time']}"
     write_json(doc, [base.with_suffix(".json")])
     write_text(base.with_suffix(".md"), markdown(doc))
     print(f"wrote {base}.json and {base}.md")

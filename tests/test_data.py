@@ -245,36 +245,33 @@ def test_fashion_mnist_tensors_unchanged(fashion_mnist_dir: Path) -> None:
 def test_downloads_happen_in_prepare_data_only(
     tmp_path: Path, fashion_mnist_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """download=True: prepare_data (one process per node) fetches with torchvision into
-    data_dir; setup only reads. The real torchvision class is replaced by one that 'downloads'
-    by copying local files into torchvision's layout."""
+    """download=True: prepare_data (one process per node) fetches into data_dir; setup only
+    reads. The fetcher is replaced by one that 'downloads' by copying the local files into
+    torchvision's layout (tests/test_download.py serves them over HTTP instead)."""
     import shutil
 
-    from torchvision import datasets
+    from resnet_pl.data import download as dl
 
-    calls: list[tuple[str, bool]] = []
+    calls: list[Path] = []
 
-    class FakeFashionMNIST:
-        def __init__(self, root: str, train: bool, download: bool) -> None:
-            calls.append((root, train))
-            raw = Path(root) / "FashionMNIST" / "raw"
-            raw.mkdir(parents=True, exist_ok=True)
-            for f in fashion_mnist_dir.glob("*-ubyte.gz"):
-                shutil.copy(f, raw / f.name)
+    def fake_fetch(dataset: str, target: Path) -> Path:
+        calls.append(target)
+        raw = target / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in fashion_mnist_dir.glob("*-ubyte.gz"):
+            shutil.copy(f, raw / f.name)
+        return raw
 
-    monkeypatch.setattr(datasets, "FashionMNIST", FakeFashionMNIST)
+    monkeypatch.setattr(dl, "fetch_idx", fake_fetch)
     monkeypatch.setattr("resnet_pl.data.datasets.DEBIAN_FASHION_MNIST", tmp_path / "none")
     dm = ImageDataModule("fashion_mnist", data_dir=str(tmp_path / "dl"), download=True)
     dm.prepare_data()
-    assert [train for _, train in calls] == [True, False]
-    assert calls[0][0] == str(tmp_path / "dl")
+    assert calls == [tmp_path / "dl"]
     calls.clear()
     dm.setup("fit")
     dm.setup("test")
     assert calls == []  # setup never downloads
     assert len(dm.test_set) == 10_000  # type: ignore[arg-type]
-    dm.prepare_data()
-    assert calls == []  # already there: nothing fetched again
 
 
 @pytest.mark.parametrize("form", ["tensor", "tuple"])

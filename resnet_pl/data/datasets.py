@@ -27,12 +27,23 @@ _IDX_STEMS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_TV_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+TV_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
 
 def default_root() -> Path:
-    """Where downloads go when no ``data_dir`` is given: ``$RESNET_PL_DATA`` or ``./data``."""
-    return Path(os.environ.get("RESNET_PL_DATA", "data"))
+    """The cache folder: where downloads go when no ``data_dir`` is given, and the last place
+    a copy is looked for: ``$RESNET_PL_DATA``, else ``$XDG_CACHE_HOME/resnet_pl/data``, else
+    ``~/.cache/resnet_pl/data``."""
+    if os.environ.get("RESNET_PL_DATA"):
+        return Path(os.environ["RESNET_PL_DATA"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "resnet_pl" / "data"
+
+
+def system_folders(dataset: str) -> list[Path]:
+    """Folders where an operating-system package installs ``dataset`` (Fashion-MNIST: the
+    Debian package ``dataset-fashion-mnist``)."""
+    return [DEBIAN_FASHION_MNIST] if dataset == "fashion_mnist" else []
 
 
 # ---- IDX (MNIST, Fashion-MNIST) --------------------------------------------------------------
@@ -62,24 +73,42 @@ def read_idx(path: Path) -> np.ndarray:
 
 def idx_candidates(dataset: str, data_dir: Path | None) -> list[Path]:
     """Folders that may hold the raw IDX files, in the order they are tried: ``data_dir``
-    itself, torchvision's layout under it, ``data_dir/<dataset>``, then (Fashion-MNIST) where
-    the Debian package ``dataset-fashion-mnist`` installs it."""
-    dirs: list[Path] = []
-    if data_dir is not None:
-        dirs += [data_dir, data_dir / _TV_FOLDERS[dataset] / "raw", data_dir / dataset]
-    if dataset == "fashion_mnist":
-        dirs.append(DEBIAN_FASHION_MNIST)
-    return dirs
+    itself, torchvision's layout under it, ``data_dir/<dataset>``; then the system folders
+    (:func:`system_folders`); then the same three under the cache folder (:func:`default_root`),
+    where ``download: auto`` puts what it fetches."""
+
+    def layouts(root: Path) -> list[Path]:
+        return [root, root / TV_FOLDERS[dataset] / "raw", root / dataset]
+
+    dirs = layouts(data_dir) if data_dir is not None else []
+    dirs += system_folders(dataset) + layouts(default_root())
+    return list(dict.fromkeys(dirs))  # without repeats, in order
+
+
+def _folder_holds(folder: Path, split: str) -> tuple[Path, Path] | None:
+    images_stem, labels_stem = _IDX_STEMS[split]
+    for suffix in (".gz", ""):
+        images, labels = folder / (images_stem + suffix), folder / (labels_stem + suffix)
+        if images.is_file() and labels.is_file():
+            return images, labels
+    return None
+
+
+def find_idx_folder(dataset: str, data_dir: Path | None) -> Path | None:
+    """The first candidate folder (:func:`idx_candidates`) holding both splits, or None."""
+    for folder in idx_candidates(dataset, data_dir):
+        if all(_folder_holds(folder, split) for split in _IDX_STEMS):
+            return folder
+    return None
 
 
 def _find_idx(dataset: str, split: str, data_dir: Path | None) -> tuple[Path, Path]:
-    images_stem, labels_stem = _IDX_STEMS[split]
+    images_stem = _IDX_STEMS[split][0]
     tried = idx_candidates(dataset, data_dir)
     for folder in tried:
-        for suffix in (".gz", ""):
-            images, labels = folder / (images_stem + suffix), folder / (labels_stem + suffix)
-            if images.is_file() and labels.is_file():
-                return images, labels
+        found = _folder_holds(folder, split)
+        if found is not None:
+            return found
     hint = (
         "install the Debian package (apt-get install dataset-fashion-mnist), "
         if dataset == "fashion_mnist"
@@ -87,9 +116,9 @@ def _find_idx(dataset: str, split: str, data_dir: Path | None) -> tuple[Path, Pa
     )
     raise DataNotFoundError(
         f"{dataset} ({split}) not found: looked for {images_stem}[.gz] in "
-        f"{', '.join(str(p) for p in tried) or '(no data_dir given)'}. To get it, {hint}"
-        f"pass --data.download true (needs internet), or point --data.data_dir at a folder "
-        f"with the IDX files."
+        f"{', '.join(str(p) for p in tried)}. To get it: run with network access and "
+        f"--data.download auto (the default; fetches it once into {default_root()}), {hint}"
+        f"or point --data.data_dir at a folder with the IDX files."
     )
 
 
@@ -153,18 +182,19 @@ def load_torchvision_dataset(
 
 
 def download(dataset: str, data_dir: Path | None) -> Path:
-    """Download both splits of ``dataset`` with torchvision into ``data_dir`` (default
-    :func:`default_root`) unless they are there already; returns the folder. Needs internet.
-    Meant for ``prepare_data`` (one process per node), never ``setup``."""
+    """Download both splits of ``dataset`` into ``data_dir`` (default :func:`default_root`),
+    keeping files already there and intact; returns the folder. Needs internet. MNIST and
+    Fashion-MNIST are fetched by :func:`resnet_pl.data.download.fetch_idx` (md5-checked, atomic,
+    locked); CIFAR/SVHN by torchvision (which checks its files first). Meant for
+    ``prepare_data`` (one process per node), never ``setup``; ``download: auto`` goes through
+    :func:`resnet_pl.data.download.resolve`, which tries local copies first."""
     from torchvision import datasets
 
     root = data_dir or default_root()
     if dataset in IDX_DATASETS:
-        if idx_available(dataset, root):
-            return root
-        cls = datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
-        for train in (True, False):
-            cls(str(root), train=train, download=True)
+        from resnet_pl.data.download import fetch_idx
+
+        fetch_idx(dataset, root)
     elif dataset == "svhn":
         for split in ("train", "test"):
             datasets.SVHN(str(root), split=split, download=True)

@@ -114,7 +114,10 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
         hflip: override the dataset's flip default (digits are not flipped).
         random_erasing: probability of erasing one random rectangle per training image.
         norm_mean, norm_std: override the per-dataset normalisation statistics.
-        download: let torchvision download missing data (needs internet).
+        download: ``"auto"`` (default): use a local copy (``data_dir``, the Debian package's
+            folder, the cache folder) or, when there is none, download it once into
+            ``data_dir`` or the cache (md5-checked; see :mod:`resnet_pl.data.download`);
+            ``False``: never touch the network; ``True``: always fetch into that folder.
         train_subset, val_subset, test_subset: use only the first N items (quick runs, tests).
         bad_files: ``imagefolder`` policy for unreadable images: ``"skip"`` (logged with a count
             and the file list) or ``"error"`` (stop, naming the file).
@@ -143,7 +146,7 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
         random_erasing: float = 0.0,
         norm_mean: Sequence[float] | None = None,
         norm_std: Sequence[float] | None = None,
-        download: bool = False,
+        download: bool | Literal["auto"] = "auto",
         train_subset: int | None = None,
         val_subset: int | None = None,
         test_subset: int | None = None,

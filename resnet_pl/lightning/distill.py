@@ -18,8 +18,11 @@ batch for itself; a KL x T^2 logit loss; a projected feature loss), as a Lightni
   with one clear message, a teacher file that changed.
 
 Loss options are one group, :class:`~resnet_pl.lightning.hparams.DistillConfig`
-(``--model.distill.temperature`` ...). Loss:
-``alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)``, plus
+(``--model.distill.temperature`` ...). Loss: ``alpha * KD + (1 - alpha) * CE(s, y)`` with
+``KD`` one of (``kd_loss``, :mod:`resnet_pl.lightning.kd_losses`): ``"kl"``,
+``T^2 * KL(softmax(t / T) || softmax(s / T))``; ``"dkd"``, decoupled KD
+``T^2 * (dkd_alpha * TCKD + dkd_beta * NCKD)``; either on z-scored logits with
+``logit_standardization=True``. Plus
 ``feature_weight * MSE(proj(s_k), t_k)`` on stage ``k`` when ``feature_weight > 0``, where
 ``proj`` is a learned 1x1 convolution (trained, saved in the Lightning checkpoint for exact
 resume, never part of ``self.model`` and so never exported).
@@ -36,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from resnet_pl.lightning import kd_losses
 from resnet_pl.lightning.errors import ConfigError
 from resnet_pl.lightning.hparams import CLASSIFIER_GROUPS, DistillConfig
 from resnet_pl.lightning.module import ResNetClassifier
@@ -413,14 +417,23 @@ class DistillationClassifier(ResNetClassifier):
     def distillation_loss(
         self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor
     ) -> dict[str, Tensor]:
-        """``{"loss", "kd", "ce"}``: ``kd = T^2 * KL(softmax(t/T) || softmax(s/T))`` (mean over
-        the batch), ``ce`` the student's criterion (label smoothing, soft mixed targets),
-        ``loss = alpha * kd + (1 - alpha) * ce``. Computed in float32 under autocast."""
-        t, a = self.hparams["distill"]["temperature"], self.hparams["distill"]["alpha"]
+        """``{"loss", "kd", "ce"}``: ``kd`` the chosen KD loss (``distill.kd_loss``,
+        ``distill.logit_standardization``; mean over the batch), ``ce`` the student's criterion
+        (label smoothing, soft mixed targets), ``loss = alpha * kd + (1 - alpha) * ce``.
+        Computed in float32 under autocast. DKD with soft (mixed) targets takes each row's
+        largest share as its target class."""
+        hp = self.hparams["distill"]
+        t, a = hp["temperature"], hp["alpha"]
         s = student_logits.float()
-        log_p_s = F.log_softmax(s / t, dim=1)
-        log_p_t = F.log_softmax(teacher_logits.float() / t, dim=1)
-        kd = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+        stand = bool(hp.get("logit_standardization", False))
+        if hp.get("kd_loss", "kl") == "dkd":
+            hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
+            kd = kd_losses.dkd(
+                s, teacher_logits, hard, t,
+                alpha=hp.get("dkd_alpha", 1.0), beta=hp.get("dkd_beta", 8.0), standardize=stand,
+            )  # fmt: skip
+        else:
+            kd = kd_losses.kl_kd(s, teacher_logits, t, standardize=stand)
         ce = self.criterion(s, targets)
         return {"loss": a * kd + (1 - a) * ce, "kd": kd, "ce": ce}
 
@@ -474,6 +487,8 @@ class DistillationClassifier(ResNetClassifier):
             "temperature": self.hparams["distill"]["temperature"],
             "alpha": self.hparams["distill"]["alpha"],
             "feature_weight": self.hparams["distill"]["feature_weight"],
+            "kd_loss": self.hparams["distill"].get("kd_loss", "kl"),
+            "logit_standardization": self.hparams["distill"].get("logit_standardization", False),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

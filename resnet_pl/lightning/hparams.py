@@ -215,12 +215,23 @@ class DistillConfig:
         feature_weight: weight of the feature loss (0: logit distillation only).
         feature_stage: 1-based stage whose output is matched (student and teacher); None: the
             last stage.
+        kd_loss: ``"kl"`` (classic KD, KL x T^2) or ``"dkd"`` (decoupled KD: target and
+            non-target parts weighted by ``dkd_alpha`` and ``dkd_beta``); see
+            :mod:`resnet_pl.lightning.kd_losses`.
+        logit_standardization: z-score student and teacher logits (each row) before the
+            softened softmax (Sun et al. 2024); ``temperature`` then applies to z-scores.
+        dkd_alpha, dkd_beta: DKD's weights of the target-class (TCKD) and non-target (NCKD)
+            terms (mdistiller's defaults 1 and 8).
     """
 
     temperature: float = 4.0
     alpha: float = 0.9
     feature_weight: float = 0.0
     feature_stage: int | None = None
+    kd_loss: Literal["kl", "dkd"] = "kl"
+    logit_standardization: bool = False
+    dkd_alpha: float = 1.0
+    dkd_beta: float = 8.0
 
     def check(self) -> None:
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
@@ -233,6 +244,12 @@ class DistillConfig:
             raise ConfigError(
                 f"feature_weight must be a finite number >= 0, got {self.feature_weight}"
             )
+        if self.kd_loss not in ("kl", "dkd"):
+            raise ConfigError(f"kd_loss must be 'kl' or 'dkd', got {self.kd_loss!r}")
+        for name in ("dkd_alpha", "dkd_beta"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
 
 
 # The groups of ResNetClassifier, in the order of its signature; subclasses extend the mapping

@@ -13,6 +13,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
 from resnet_pl.data import datasets as _datasets
+from resnet_pl.data.download import check_mode as check_download_mode
+from resnet_pl.data.download import resolve as resolve_data
 from resnet_pl.data.specs import SPECS, DatasetSpec
 from resnet_pl.data.transforms import eval_geometry
 from resnet_pl.lightning.datamodules.base import ImageDataBase, check_norm, check_positive_ints
@@ -55,7 +57,10 @@ class TensorDataModule(ImageDataBase):
     Args:
         crop_padding: padding of the random crop (pixels).
         hflip: override the dataset's flip default (digits are not flipped).
-        download: let torchvision download missing data (needs internet).
+        download: ``"auto"`` (default): use a local copy (``data_dir``, the Debian package's
+            folder, the cache folder) or, when there is none, download it once into
+            ``data_dir`` or the cache (md5-checked; see :mod:`resnet_pl.data.download`);
+            ``False``: never touch the network; ``True``: always fetch into that folder.
         fake_size: number of training images of ``fake``.
         in_chans: must be the dataset's own channel count when given.
     """
@@ -76,7 +81,7 @@ class TensorDataModule(ImageDataBase):
         random_erasing: float = 0.0,
         norm_mean: Sequence[float] | None = None,
         norm_std: Sequence[float] | None = None,
-        download: bool = False,
+        download: bool | Literal["auto"] = "auto",
         train_subset: int | None = None,
         val_subset: int | None = None,
         test_subset: int | None = None,
@@ -102,6 +107,10 @@ class TensorDataModule(ImageDataBase):
         if in_chans is not None and in_chans != spec.in_chans:
             raise ConfigError(f"{dataset} has {spec.in_chans}-channel images; in_chans {in_chans}")
         check_norm(spec.in_chans, norm_mean, norm_std)
+        try:
+            download = check_download_mode(download)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         self.save_hyperparameters()
         self._resolve(spec.in_chans, spec.image_size)
 
@@ -111,15 +120,16 @@ class TensorDataModule(ImageDataBase):
 
     # ---- Lightning hooks ---------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Download once per node (Lightning calls this on one process only), when asked;
-        ``setup`` then only reads files."""
-        if self.hparams["download"] and self.dataset != "fake":
-            _datasets.download(self.dataset, self._root)
+        """Find the data or download it, once per node (Lightning calls this on one process
+        only), printing one line saying where it came from; ``setup`` then only reads files."""
+        if self.dataset != "fake":
+            resolve_data(self.dataset, self.data_dir, self.hparams["download"])
 
     @property
     def _root(self) -> Path | None:
-        """``data_dir``, or where :meth:`prepare_data` downloads when none is given."""
-        if self.data_dir is None and self.hparams["download"]:
+        """``data_dir``, or the cache folder where ``download: true`` puts the data (other
+        modes find it through the resolution order of :mod:`resnet_pl.data.download`)."""
+        if self.data_dir is None and self.hparams["download"] is True:
             return _datasets.default_root()
         return self.data_dir
 
