@@ -37,6 +37,7 @@ LAYER_OF_PREFIX = {
     "resnet_pl.factory": 3,
     "resnet_pl.lightning": 4,
     "resnet_pl.deploy": 4,
+    "resnet_pl.serve": 4,
     "resnet_pl.backbones": 4,
     "resnet_pl.cli": 5,
 }
