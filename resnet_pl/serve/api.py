@@ -253,7 +253,9 @@ class ImageClassifierAPI(ls.LitAPI):
             raise HTTPException(401, "missing or wrong API key: send it as the X-API-Key header")
 
 
-class _BadRequest(Exception):
+class _BadRequest(ResNetPLError, ValueError):
+    """A request the front end refuses: answered with ``status`` and the one-line message."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
