@@ -13,8 +13,7 @@ mix-up. Offline ``classify`` (its own code path: files -> decoder -> batches of 
 before, between and after the server runs; the serving overhead is the ratio of served
 requests/s to offline images/s.
 
-Results: ``benchmarks/results/serve-<device>-<stamp>.json`` (+ ``.md``) and
-``serve-<device>.png``, with the load average before/after each step and the CPU flags: on a
+Results: ``benchmarks/results/serve-<device>-<stamp>.json`` (+ ``.md`` and ``.png``), with the load average before/after each step and the CPU flags: on a
 shared machine only ratios measured in the same run mean much.
 """
 
@@ -262,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="serve's --timeout (queue wait before 504)"
     )
+    parser.add_argument(
+        "--compare_threads",
+        type=int,
+        default=None,
+        help="also serve with batching off and this many threads per worker",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -288,15 +293,18 @@ def main(argv: list[str] | None = None) -> int:
         expected = [r.prediction for r in clf.classify_files(paths, top_k=5)]
         offline_runs = [offline_classify(clf, paths)]
         modes = []
-        for name, mbs, bt in (
-            ("off", 1, 0.0),
-            (f"on (max_batch_size {args.max_batch_size})", args.max_batch_size,
-             args.batch_timeout),
-        ):  # fmt: skip
+        settings = [
+            ("off", 1, 0.0, threads),
+            (f"on (max_batch_size {args.max_batch_size}, batch_timeout {args.batch_timeout})",
+             args.max_batch_size, args.batch_timeout, threads),
+        ]  # fmt: skip
+        if args.compare_threads and args.compare_threads != threads:
+            settings.append((f"off, {args.compare_threads} threads", 1, 0.0, args.compare_threads))
+        for name, mbs, bt, n_threads in settings:
             load_before = _load()
             server = ServerProcess(
                 args.model, "--runtime", args.runtime, "--max_batch_size", str(mbs),
-                "--batch_timeout", str(bt), "--threads", str(threads),
+                "--batch_timeout", str(bt), "--threads", str(n_threads),
                 "--timeout", str(args.timeout),
             )  # fmt: skip
             try:
@@ -312,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                     "name": name,
                     "max_batch_size": mbs,
                     "batch_timeout": bt,
+                    "threads": n_threads,
                     "levels": levels,
                     "exit_code": code,
                     "load_average": {"before": load_before, "after": _load()},
@@ -360,9 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     base = args.out / f"serve-{device}-{stamp}"
     base.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     base.with_suffix(".md").write_text(markdown(doc))
-    plot(doc, args.out / f"serve-{device}.png")
+    plot(doc, base.with_suffix(".png"))
     print(markdown(doc))
-    print(f"wrote {base}.json, {base}.md and {args.out / f'serve-{device}.png'}")
+    print(f"wrote {base}.json, {base}.md and {base}.png")
     return 0 if doc["total_errors"] == 0 and doc["total_mixups"] == 0 else 1
 
 

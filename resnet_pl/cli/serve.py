@@ -53,13 +53,18 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="TCP port, 1024..65535")
     p.add_argument("--top_k", type=int, default=5, help="labels per answer (a request's ?top_k=)")
     p.add_argument(
-        "--max_batch_size", type=int, default=8, help="dynamic batching: requests per forward"
+        "--max_batch_size",
+        type=int,
+        default=1,
+        help="dynamic batching: requests per forward (1: off, the faster choice measured on "
+        "CPU; see docs/serve.md)",
     )
     p.add_argument(
         "--batch_timeout",
         type=float,
         default=0.005,
-        help="seconds a worker waits to fill a batch (0: take what is queued)",
+        help="with batching: seconds a worker waits to fill a batch (0 polls the queue "
+        "without pause)",
     )
     p.add_argument(
         "--workers_per_device", type=int, default=1, help="inference processes per device"
@@ -85,7 +90,7 @@ def build_parser() -> ArgumentParser:
         help=f"require this key (X-API-Key header); default: ${API_KEY_ENV} if set",
     )
     p.add_argument(
-        "--threads", type=int | None, default=None, help="CPU threads per worker (default: shared)"
+        "--threads", type=int | None, default=None, help="CPU threads per worker (default 1)"
     )
     p.add_argument(
         "--timeout", type=float, default=30.0, help="seconds a request may queue before a 504"

@@ -481,7 +481,7 @@ def build_server(
         max_pixels: images with more pixels get 413 (decompression-bomb guard).
         api_key: require this key (default: the ``RESNET_PL_API_KEY`` environment variable;
             none when unset).
-        threads: CPU threads per worker (default: the cores divided among the workers).
+        threads: CPU threads per worker (default 1; add workers for parallelism).
         timeout: seconds a request may wait for a worker before a 504.
         pretrained: for bare architecture names: load the default weights.
         server_kwargs: passed on to ``LitServer`` (e.g. ``track_requests``).
@@ -506,8 +506,11 @@ def build_server(
         raise ServeOptionError(f"backend must be auto, torch or onnx, got {backend!r}")
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None
-    if threads is None and accelerator in ("cpu", "auto"):
-        threads = max(1, (os.cpu_count() or 1) // workers_per_device)
+    if threads is None:
+        # One thread per worker: on a busy 2-core machine two threads per worker served ~200x
+        # fewer requests/s than one (benchmarks/results/serve-cpu-20261204-041142.json);
+        # parallelism comes from --workers_per_device instead.
+        threads = 1
     config = ServeConfig(
         str(model),
         backend=backend,
