@@ -13,8 +13,9 @@ mix-up. Offline ``classify`` (its own code path: files -> decoder -> batches of 
 before, between and after the server runs; the serving overhead is the ratio of served
 requests/s to offline images/s.
 
-Results: ``benchmarks/results/serve-<device>-<stamp>.json`` (+ ``.md`` and ``.png``), with the load average before/after each step and the CPU flags: on a
-shared machine only ratios measured in the same run mean much.
+Results: ``benchmarks/results/serve-<device>-<stamp>.json`` (+ ``.md`` and ``.png``), with
+the load average before/after each step and the CPU flags: on a shared machine only ratios
+measured in the same run mean much.
 """
 
 from __future__ import annotations
