@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             "images_per_s": round(offline, 1),
             "runs_all": [r["images_per_s"] for r in offline_runs],
             "how": "classify_files(batch_size=32) on the same PNG files, before, between and "
-            "after the server runs (the mean of the three)",
+            "after each server mode (the mean of all of them)",
         },
         "modes": modes,
         "total_errors": sum(r["errors"] for m in modes for r in m["levels"]),

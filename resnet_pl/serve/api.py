@@ -507,7 +507,7 @@ def build_server(
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None
     if threads is None:
-        # One thread per worker: on a busy 2-core machine two threads per worker served ~200x
+        # One thread per worker: on a busy 2-core machine two threads per worker served 150-330x
         # fewer requests/s than one (benchmarks/results/serve-cpu-20261204-041142.json);
         # parallelism comes from --workers_per_device instead.
         threads = 1
