@@ -53,13 +53,20 @@ def free_port() -> int:
 class Server:
     """``resnet-pl serve`` in a subprocess on a free loopback port; :meth:`stop` always runs."""
 
-    def __init__(self, model: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, model: str, *args: str, env: dict[str, str] | None = None, session: bool = False
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "resnet_pl.cli", "serve", model, "--port", str(self.port)]
         full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            [*cmd, *args], cwd=ROOT, env=full_env, stderr=subprocess.PIPE, text=True
+            [*cmd, *args],
+            cwd=ROOT,
+            env=full_env,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=session,  # its own process group, for a terminal-like Ctrl-C
         )
         self.stderr = ""
         self.signalled = False
@@ -354,6 +361,9 @@ def test_cli_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> No
         err = capsys.readouterr().err
         assert err.startswith("resnet-pl serve: error:") and err.count("\n") == 1, err
     assert serve_main([MODEL, "--bogus"]) == 2
+    capsys.readouterr()
+    assert serve_main(["--help"]) == 0
+    assert "--max_batch_size" in capsys.readouterr().out
 
 
 def test_onnx_runtime_serves_classifys_probabilities(tmp_path: Path, real_pngs: list[Path]) -> None:
@@ -386,6 +396,53 @@ def test_onnx_runtime_serves_classifys_probabilities(tmp_path: Path, real_pngs: 
     for answer, pred in zip(answers, expected, strict=True):
         assert_same(answer, pred)
         assert answer["model"] == "model.onnx"
+
+
+@pytest.mark.slow  # a second server (~20-40 s to start on 2 shared cores) and an ONNX export
+def test_onnx_file_over_http_and_ctrl_c_of_the_process_group(
+    tmp_path: Path, real_pngs: list[Path]
+) -> None:
+    """An exported .onnx file served by ONNX Runtime: the awkward files get classify's
+    probabilities over HTTP; then Ctrl-C as a terminal sends it (SIGINT to every process of the
+    group) with requests in flight: each accepted one is answered and the server exits 0."""
+    from resnet_pl.deploy import export_onnx
+    from tests.test_data import awkward_files
+
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(MODEL, onnx_path, verify=False, exporter="torchscript")
+    paths = list(real_pngs[:3])
+    for name, data in awkward_files(11).items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    expected = classify_files(open_classifier(onnx_path), paths)
+    srv = Server(str(onnx_path), "--api_key", KEY, session=True)
+    try:
+        srv.wait_ready()
+        info = requests.get(f"{srv.url}/info", headers=AUTH, timeout=10).json()["model"]
+        assert info["backend"] == "onnx" and info["name"] == "model.onnx"
+        for i, (path, pred) in enumerate(zip(paths, expected, strict=True)):
+            r = post(srv.url, ("raw", "multipart", "json")[i % 3], path.read_bytes(), timeout=30)
+            assert r.status_code == 200, (path.name, r.text)
+            assert_same(r.json(), pred)
+
+        def one(_: int) -> int | str:
+            try:
+                return post(srv.url, "raw", paths[0].read_bytes(), timeout=60).status_code
+            except requests.ConnectionError:
+                return "refused"
+
+        with cf.ThreadPoolExecutor(16) as pool:
+            jobs = [pool.submit(one, i) for i in range(16)]
+            time.sleep(0.05)
+            srv.signalled = True
+            os.killpg(srv.proc.pid, signal.SIGINT)
+            codes = [j.result() for j in jobs]
+        assert srv.stop(timeout=60) == 0, srv.stderr[-2000:]
+        assert all(c in (200, "refused") for c in codes) and 200 in codes, codes
+    finally:
+        if srv.proc.poll() is None:
+            os.killpg(srv.proc.pid, signal.SIGKILL)
+            srv.proc.communicate()
 
 
 def test_sigterm_answers_requests_in_flight_and_exits_zero(
