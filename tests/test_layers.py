@@ -157,6 +157,13 @@ RUNTIME_CASES = {
         "lightning",
         "pytorch_lightning",
     ],
+    # Serving sits beside deploy: no training code in a server process.
+    "import resnet_pl.serve": [
+        "resnet_pl.lightning",
+        "resnet_pl.cli",
+        "lightning",
+        "pytorch_lightning",
+    ],
 }
 
 
