@@ -104,7 +104,13 @@ def offline_classify(clf: Any, paths: list[Path], repeats: int = 1) -> dict[str,
 
 
 async def _level(
-    url: str, images: list[bytes], expected: list[Any], concurrency: int, count: int, seconds: float
+    url: str,
+    images: list[bytes],
+    expected: list[Any],
+    concurrency: int,
+    count: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One concurrency level: ``concurrency`` requests always in flight until ``count`` were
     sent or ``seconds`` passed; every answer checked against its own image's."""
@@ -127,7 +133,7 @@ async def _level(
                 async with session.post(
                     f"{url}/predict",
                     data=images[i],
-                    headers={"Content-Type": "image/png", "X-Request-ID": rid},
+                    headers={**(headers or {}), "Content-Type": "image/png", "X-Request-ID": rid},
                 ) as r:
                     body = await r.json()
                     status = r.status
@@ -152,8 +158,8 @@ async def _level(
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
 
         async def warm() -> None:
-            headers = {"Content-Type": "image/png"}
-            async with session.post(f"{url}/predict", data=images[0], headers=headers) as r:
+            warm_headers = {**(headers or {}), "Content-Type": "image/png"}
+            async with session.post(f"{url}/predict", data=images[0], headers=warm_headers) as r:
                 await r.read()
 
         # warm-up: a few requests, not counted

@@ -307,6 +307,25 @@ def test_bad_requests_get_4xx_while_good_ones_stay_correct(
     assert r.status_code == 200 and r.json()["label"] == expected[3].label
 
 
+def test_load_benchmark_client_counts_mixups(
+    server: Server, real_pngs: list[Path], classifier: Any
+) -> None:
+    """benchmarks.serve's client: 0 errors and 0 mix-ups against the right answers, and every
+    answer counted as a mix-up when the expected answers are shifted by one image."""
+    import asyncio
+
+    from benchmarks.serve import _level
+
+    images = [p.read_bytes() for p in real_pngs[:6]]
+    expected = classify_files(classifier, real_pngs[:6])
+    right = asyncio.run(_level(server.url, images, expected, 4, 12, 30, headers=AUTH))
+    assert (right["answered"], right["errors"], right["mixups"]) == (12, 0, 0)
+    shifted = expected[1:] + expected[:1]
+    wrong = asyncio.run(_level(server.url, images, shifted, 4, 12, 30, headers=AUTH))
+    assert wrong["mixups"] == wrong["answered"] == 12
+    assert right["latency_ms"]["p50"] <= right["latency_ms"]["p99"]
+
+
 def test_web_page_in_headless_chromium(
     server: Server, real_pngs: list[Path], classifier: Any
 ) -> None:
