@@ -164,6 +164,58 @@ def assert_same(answer: dict[str, Any], pred: Any, k: int = 5) -> None:
     np.testing.assert_allclose([p for _, p in got], pred.probs[:k], rtol=0, atol=1e-5)
 
 
+# ---- without a server (first: the module's server is not up yet) ------------------------
+def test_cli_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve_main(["no_such_model.tag"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("resnet-pl serve: error:") and err.count("\n") == 1
+    for argv in (
+        [MODEL, "--host", "example.com"],
+        [MODEL, "--port", "80"],
+        [MODEL, "--runtime", "torch", "--top_k", "0"],
+        ["x.onnx", "--runtime", "torch"],
+    ):
+        assert serve_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("resnet-pl serve: error:") and err.count("\n") == 1, err
+    assert serve_main([MODEL, "--bogus"]) == 2
+    capsys.readouterr()
+    assert serve_main(["--help"]) == 0
+    assert "--max_batch_size" in capsys.readouterr().out
+
+
+def test_onnx_runtime_serves_classifys_probabilities(tmp_path: Path, real_pngs: list[Path]) -> None:
+    """The served path (the LitAPI's decode/predict/encode, in process) on an exported ONNX
+    file, with a bad image inside the batch: classify's probabilities for the good ones."""
+    from resnet_pl.deploy import export_onnx
+    from resnet_pl.serve import ImageClassifierAPI, ServeConfig, model_card, open_model
+    from tests.test_data import awkward_files
+
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(MODEL, onnx_path, verify=False, exporter="torchscript")
+    config = ServeConfig(str(onnx_path), threads=1)
+    card = model_card(open_model(config), config)
+    api = ImageClassifierAPI(config, card=card, max_batch_size=8)
+    api.pre_setup()
+    api.setup("cpu")
+    awkward = awkward_files(3)
+    for name, data in awkward.items():
+        (tmp_path / name).write_bytes(data)
+    paths = [*real_pngs[:4], *(tmp_path / n for n in awkward)]
+    expected = classify_files(open_classifier(onnx_path), paths)
+    reqs = [
+        {"image": p.read_bytes(), "top_k": 5, "request_id": str(i)} for i, p in enumerate(paths)
+    ]
+    reqs.insert(2, {"image": b"garbage", "top_k": 5, "request_id": "bad"})
+    outputs = api.predict(api.batch([api.decode_request(r) for r in reqs]))
+    answers = [api.encode_response(o) for o in api.unbatch(outputs)]
+    assert answers[2]["status"] == 400 and "not a readable image" in answers[2]["error"]
+    del answers[2]
+    for answer, pred in zip(answers, expected, strict=True):
+        assert_same(answer, pred)
+        assert answer["model"] == "model.onnx"
+
+
 # ---- answers ---------------------------------------------------------------------------------
 def test_three_request_kinds_give_classifys_probabilities(
     server: Server, real_pngs: list[Path], classifier: Any
@@ -364,57 +416,6 @@ def test_web_page_in_headless_chromium(
                 page.screenshot(path=shot)
         finally:
             browser.close()
-
-
-def test_cli_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert serve_main(["no_such_model.tag"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("resnet-pl serve: error:") and err.count("\n") == 1
-    for argv in (
-        [MODEL, "--host", "example.com"],
-        [MODEL, "--port", "80"],
-        [MODEL, "--runtime", "torch", "--top_k", "0"],
-        ["x.onnx", "--runtime", "torch"],
-    ):
-        assert serve_main(argv) == 2, argv
-        err = capsys.readouterr().err
-        assert err.startswith("resnet-pl serve: error:") and err.count("\n") == 1, err
-    assert serve_main([MODEL, "--bogus"]) == 2
-    capsys.readouterr()
-    assert serve_main(["--help"]) == 0
-    assert "--max_batch_size" in capsys.readouterr().out
-
-
-def test_onnx_runtime_serves_classifys_probabilities(tmp_path: Path, real_pngs: list[Path]) -> None:
-    """The served path (the LitAPI's decode/predict/encode, in process) on an exported ONNX
-    file, with a bad image inside the batch: classify's probabilities for the good ones."""
-    from resnet_pl.deploy import export_onnx
-    from resnet_pl.serve import ImageClassifierAPI, ServeConfig, model_card, open_model
-    from tests.test_data import awkward_files
-
-    onnx_path = tmp_path / "model.onnx"
-    export_onnx(MODEL, onnx_path, verify=False, exporter="torchscript")
-    config = ServeConfig(str(onnx_path), threads=1)
-    card = model_card(open_model(config), config)
-    api = ImageClassifierAPI(config, card=card, max_batch_size=8)
-    api.pre_setup()
-    api.setup("cpu")
-    awkward = awkward_files(3)
-    for name, data in awkward.items():
-        (tmp_path / name).write_bytes(data)
-    paths = [*real_pngs[:4], *(tmp_path / n for n in awkward)]
-    expected = classify_files(open_classifier(onnx_path), paths)
-    reqs = [
-        {"image": p.read_bytes(), "top_k": 5, "request_id": str(i)} for i, p in enumerate(paths)
-    ]
-    reqs.insert(2, {"image": b"garbage", "top_k": 5, "request_id": "bad"})
-    outputs = api.predict(api.batch([api.decode_request(r) for r in reqs]))
-    answers = [api.encode_response(o) for o in api.unbatch(outputs)]
-    assert answers[2]["status"] == 400 and "not a readable image" in answers[2]["error"]
-    del answers[2]
-    for answer, pred in zip(answers, expected, strict=True):
-        assert_same(answer, pred)
-        assert answer["model"] == "model.onnx"
 
 
 @pytest.mark.slow  # a second server (~20-40 s to start on 2 shared cores) and an ONNX export
