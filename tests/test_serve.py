@@ -216,6 +216,35 @@ def test_onnx_runtime_serves_classifys_probabilities(tmp_path: Path, real_pngs: 
         assert answer["model"] == "model.onnx"
 
 
+def test_one_bad_image_never_fails_its_batch() -> None:
+    """In a dynamic batch, an undecodable image gets 400 and an image the model then fails on
+    gets 500, each for its own request; the other requests of the batch get predictions."""
+    from resnet_pl.deploy.runtime import Prediction
+    from resnet_pl.serve import ImageClassifierAPI, ServeConfig
+
+    class Model:
+        in_chans = 1
+
+        def predict(self, images: list[Image.Image], top_k: int) -> list[Prediction]:
+            if any(im.size == (1, 1) for im in images):
+                raise RuntimeError("input too small for the network")
+            return [Prediction([1, 0, 2], ["b", "a", "c"], [0.7, 0.2, 0.1]) for _ in images]
+
+    card = {"name": "m", "num_classes": 3, "weights_sha256": "0" * 64}
+    api = ImageClassifierAPI(ServeConfig("m"), card=card, max_batch_size=4)
+    api.pre_setup()
+    api.clf, api.num_classes = Model(), 3
+    images = [png(np.zeros((8, 8), np.uint8)), png(np.zeros((1, 1), np.uint8)), b"junk", png(
+        np.ones((5, 7), np.uint8))]  # fmt: skip
+    reqs = [{"image": d, "top_k": 2, "request_id": str(i)} for i, d in enumerate(images)]
+    out = api.unbatch(api.predict(api.batch([api.decode_request(r) for r in reqs])))
+    answers = [api.encode_response(o) for o in out]
+    assert [a.get("status", 200) for a in answers] == [200, 500, 400, 200]
+    assert [a["request_id"] for a in answers] == ["0", "1", "2", "3"]
+    assert answers[0]["label"] == "b" and len(answers[0]["top_k"]) == 2
+    assert answers[0]["model"] == "m" and "too small" in answers[1]["error"]
+
+
 # ---- answers ---------------------------------------------------------------------------------
 def test_three_request_kinds_give_classifys_probabilities(
     server: Server, real_pngs: list[Path], classifier: Any

@@ -27,6 +27,7 @@ import math
 import os
 import re
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -210,7 +211,15 @@ class ImageClassifierAPI(ls.LitAPI):
         good = [it for it in items if it.error is None]
         outputs: dict[int, dict[str, Any]] = {}
         if good:
-            preds = self.clf.predict([it.image for it in good], top_k=self.num_classes)
+            try:
+                preds = self.clf.predict([it.image for it in good], top_k=self.num_classes)
+            except Exception:
+                if len(good) == 1:
+                    raise  # LitServe logs it and answers 500
+                # One image the model cannot take must not fail the others of its batch.
+                preds = [self._predict_one(it) for it in good]
+                good = [it for it in good if it.error is None]
+                preds = [p for p in preds if p is not None]
             for it, p in zip(good, preds, strict=True):
                 k = min(it.top_k, len(p.indices))
                 outputs[id(it)] = {
@@ -229,6 +238,14 @@ class ImageClassifierAPI(ls.LitAPI):
             for it in items
         ]
         return results if self.max_batch_size > 1 else results[0]
+
+    def _predict_one(self, item: _Item) -> Any:
+        try:
+            return self.clf.predict([item.image], top_k=self.num_classes)[0]
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            item.error = (500, f"this image could not be classified: {first}")
+            return None
 
     def encode_response(self, output: Any, **kwargs: Any) -> dict[str, Any]:
         if "error" in output:
@@ -385,7 +402,11 @@ async def _read_multipart(request: Request, body: bytes) -> tuple[bytes, Any]:
     """The file of a multipart form (field ``image``, or ``file``, or the only file), parsed
     from ``body`` in memory; and its ``top_k`` field if any."""
     from starlette.datastructures import UploadFile
-    from starlette.formparsers import MultiPartException
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    # Uploads stay in memory (the body is already in memory and under --max_body_mb): never
+    # spool a part to a temporary file on disk. LitServe sets the same at import.
+    MultiPartParser.spool_max_size = sys.maxsize
 
     sent = False
 
