@@ -37,6 +37,7 @@ LAYER_OF_PREFIX = {
     "resnet_pl.factory": 3,
     "resnet_pl.lightning": 4,
     "resnet_pl.deploy": 4,
+    "resnet_pl.serve": 4,
     "resnet_pl.backbones": 4,
     # The benchmark engine times exported files (deploy) and dense models (backbones): above
     # them, below the command line that runs it.
@@ -180,6 +181,13 @@ RUNTIME_CASES = {
         "resnet_pl.lightning",
         "resnet_pl.cli",
         "benchmarks",
+        "lightning",
+        "pytorch_lightning",
+    ],
+    # Serving sits beside deploy: no training code in a server process.
+    "import resnet_pl.serve": [
+        "resnet_pl.lightning",
+        "resnet_pl.cli",
         "lightning",
         "pytorch_lightning",
     ],

@@ -8,6 +8,7 @@ is imported only when its command runs, so ``resnet-pl hub list`` never imports 
 - ``fit | validate | test | predict``: :mod:`resnet_pl.cli.lightning` (LightningCLI)
 - ``hub``: :mod:`resnet_pl.cli.hub`
 - ``export`` / ``classify``: :mod:`resnet_pl.cli.deploy`
+- ``serve``: :mod:`resnet_pl.cli.serve`
 - ``benchmark``: :mod:`resnet_pl.cli.benchmark`
 
 Options are spelled with underscores everywhere (``--data_dir``); the dashed spellings of earlier
@@ -64,6 +65,11 @@ COMMANDS: dict[str, Command] = {
         "main",
         "classify image files with a hub model, checkpoint or ONNX file",
         True,
+    ),
+    "serve": Command(
+        "resnet_pl.cli.serve",
+        "main",
+        "serve a model over HTTP (LitServe): JSON API, web page, batching",
     ),
     "benchmark": Command(
         "resnet_pl.cli.benchmark",

@@ -21,7 +21,13 @@ from resnet_pl.data.datasets import (
     make_fake_dataset,
     read_idx,
 )
-from resnet_pl.data.decode import ALPHA_BACKGROUND, IMAGE_SUFFIXES, convert_mode, load_image
+from resnet_pl.data.decode import (
+    ALPHA_BACKGROUND,
+    IMAGE_SUFFIXES,
+    convert_mode,
+    decode_image,
+    load_image,
+)
 from resnet_pl.data.errors import BadDataError, DataNotFoundError, IdxFormatError, ImageLoadError
 from resnet_pl.data.specs import (
     DATASETS,
@@ -57,6 +63,7 @@ __all__ = [
     "IdxFormatError",
     "ImageLoadError",
     "convert_mode",
+    "decode_image",
     "default_crop_pct",
     "default_norm",
     "download",

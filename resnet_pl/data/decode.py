@@ -111,18 +111,42 @@ def load_image(path: str | Path, in_chans: int, max_pixels: int | None = None) -
         ImageLoadError: the file is missing, empty, not an image, truncated, too large or in a
             mode that cannot be converted; the message is one line.
     """
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
-            raise ImageLoadError("empty file")
+        empty = path.stat().st_size == 0
+    except FileNotFoundError:
+        raise ImageLoadError("file not found") from None
+    except OSError as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageLoadError(f"cannot decode image: {reason}") from None
+    if empty:
+        raise ImageLoadError("empty file")
+    return _decode(path, in_chans, max_pixels)
+
+
+def decode_image(data: bytes, in_chans: int, max_pixels: int | None = None) -> Image.Image:
+    """:func:`load_image` for an image held in memory (an HTTP upload): the same decoder,
+    the same rules and the same one-line :class:`ImageLoadError`; nothing is written to disk.
+
+    Not thread-safe (Pillow's pixel limit is a global while an image is opened): decode in
+    one thread per process, as the server's inference workers do.
+    """
+    if not data:
+        raise ImageLoadError("empty file")
+    return _decode(io.BytesIO(data), in_chans, max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, in_chans: int, max_pixels: int | None) -> Image.Image:
+    """The decoder behind :func:`load_image` and :func:`decode_image`."""
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
         with warnings.catch_warnings():
             # Above the limit Pillow only warns; above twice the limit it raises. Both refuse.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             old_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = limit
             try:
-                with Image.open(path) as opened:
+                with Image.open(source) as opened:
                     if limit is not None and opened.width * opened.height > limit:
                         raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")
                     opened.load()
