@@ -96,12 +96,17 @@ def convert_mode(image: Image.Image, in_chans: int) -> Image.Image:
     return image if image.mode == target else image.convert(target)
 
 
-def load_image(path: str | Path, in_chans: int, max_pixels: int | None = None) -> Image.Image:
+def load_image(
+    path: str | Path | bytes | bytearray | memoryview,
+    in_chans: int,
+    max_pixels: int | None = None,
+) -> Image.Image:
     """Decode ``path`` fully, apply its EXIF orientation and convert it to the model's mode
     (see the module docstring for every rule).
 
     Args:
-        path: an image file (any format Pillow reads).
+        path: an image file (any format Pillow reads), or its encoded bytes (a file's content
+            as stored in LitData shards, :mod:`resnet_pl.data.shards`): the same rules apply.
         in_chans: the model's input channels (1 -> grayscale, 3 -> RGB, 4 -> RGBA).
         max_pixels: refuse images with more pixels than this (decompression-bomb guard);
             default Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89 M). Exceeding it is an error
@@ -112,9 +117,16 @@ def load_image(path: str | Path, in_chans: int, max_pixels: int | None = None) -
             mode that cannot be converted; the message is one line.
     """
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    path = Path(path)
+    source: Path | io.BytesIO
+    if isinstance(path, bytes | bytearray | memoryview):
+        source = io.BytesIO(path)
+        size = len(path)
+    else:
+        source = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if isinstance(source, Path):
+            size = source.stat().st_size
+        if size == 0:
             raise ImageLoadError("empty file")
         with warnings.catch_warnings():
             # Above the limit Pillow only warns; above twice the limit it raises. Both refuse.
@@ -122,7 +134,7 @@ def load_image(path: str | Path, in_chans: int, max_pixels: int | None = None) -
             old_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = limit
             try:
-                with Image.open(path) as opened:
+                with Image.open(source) as opened:
                     if limit is not None and opened.width * opened.height > limit:
                         raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")
                     opened.load()

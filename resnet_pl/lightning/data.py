@@ -104,7 +104,9 @@ class ImageDataModule(L.LightningDataModule):
     """Image classification data for resnet-pl.
 
     Args:
-        dataset: one of ``mnist, fashion_mnist, cifar10, cifar100, svhn, imagefolder, fake``.
+        dataset: one of ``mnist, fashion_mnist, cifar10, cifar100, svhn, imagefolder, fake``,
+            or ``streaming`` (LitData shards at ``data_dir``: the object built is then a
+            :class:`~resnet_pl.lightning.streaming.StreamingDataModule`).
         data_dir: where the data lies. MNIST/Fashion-MNIST: a folder of raw IDX files (``.gz`` or
             not) or torchvision's layout; Fashion-MNIST is also found where the Debian package
             ``dataset-fashion-mnist`` installs it. ``imagefolder``: a folder with ``train/``
@@ -141,6 +143,17 @@ class ImageDataModule(L.LightningDataModule):
             every evaluation use ``image_size``; end at ``image_size`` so the last epochs
             calibrate BatchNorm to the size the model is evaluated and deployed at.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # STREAMING HOOK (issue 24), the one place this module knows about LitData shards:
+        # ``dataset="streaming"`` (``--data.dataset streaming --data.data_dir OUT``) builds a
+        # resnet_pl.lightning.streaming.StreamingDataModule from these same arguments instead.
+        dataset = kwargs.get("dataset", args[0] if args else None)
+        if cls is ImageDataModule and dataset == "streaming":
+            from resnet_pl.lightning.streaming import StreamingDataModule
+
+            return StreamingDataModule.from_image_data_args(*args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,

@@ -1,0 +1,407 @@
+"""``StreamingDataModule``: training data streamed from LitData shards, on one GPU or many nodes.
+
+The third data path beside in-memory tensors and image folders. The shards are written once by
+``resnet-pl data optimize SRC OUT`` (:func:`resnet_pl.data.shards.optimize_dataset`); ``OUT``
+may then live in a local folder or in a bucket (``s3://``, ``gs://``). On the command line::
+
+    resnet-pl fit --data.dataset streaming --data.data_dir OUT ...
+
+What it guarantees:
+
+- **One decoder, the folder's transforms.** Images are decoded by
+  :func:`resnet_pl.data.decode.load_image` and transformed as the folder path does
+  (:func:`~resnet_pl.data.transforms.train_geometry` in training,
+  :func:`~resnet_pl.data.transforms.eval_geometry` then
+  :func:`~resnet_pl.data.transforms.normalize` in evaluation), so a model sees the same
+  evaluation inputs from shards as from the folder they came from.
+- **Exactly once per epoch under DDP.** LitData assigns chunks to ranks (and to each rank's
+  loader workers). Training: every sample is drawn at most once per epoch across all ranks;
+  ``drop_last`` keeps only full batches with the same count on every rank (collectives need
+  that), so up to ``world_size * batch_size - 1`` samples per epoch are left out -- the tail of
+  that epoch's shuffled chunk order, so which ones changes from epoch to epoch. On one process
+  ``drop_last`` is on when the split holds more than one batch (as the folder path). Validation
+  and test: no shuffle, no ``drop_last``: every sample exactly once over all ranks (ranks may
+  then run a different number of batches; resnet-pl's evaluation steps run no collective, and
+  the metrics are torchmetrics states summed over ranks at the epoch's end).
+- **Exact resume.** ``StreamingDataLoader.state_dict()`` (epoch, samples yielded) goes into
+  every checkpoint; a resumed run continues at the next sample. Augmentation draws are seeded
+  per sample by ``(seed, epoch, index)``, so they do not depend on worker processes or on where
+  the run restarted: a single-process run killed mid-epoch ends bit-identical to an uninterrupted
+  one. Under DDP a resume with the same number of ranks, workers and batch size continues each
+  rank exactly; with another layout LitData re-stripes the rest of the epoch (no sample repeated
+  or dropped beyond ``drop_last``, batches composed differently).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from resnet_pl.data.shards import ShardImageDataset, ShardsError, join, read_manifest
+from resnet_pl.data.specs import DatasetSpec, default_crop_pct, default_norm
+from resnet_pl.data.transforms import eval_geometry, normalize, train_geometry
+from resnet_pl.errors import ResNetPLError
+from resnet_pl.lightning.augment import batch_augment
+from resnet_pl.lightning.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StreamingDataModule"]
+
+
+class StreamingDataModule(L.LightningDataModule):
+    """Image classification data streamed from LitData shards written by ``resnet-pl data
+    optimize``.
+
+    Args:
+        data_dir: the shard set: a local folder or a ``s3://``/``gs://`` URL (``OUT`` of
+            ``resnet-pl data optimize``).
+        batch_size: per device (with DDP the global batch is ``batch_size * world_size``).
+        eval_batch_size: for validation/test/predict; defaults to ``2 * batch_size``.
+        num_workers: loader processes per device; ``None``: ``min(8, cpu_count)``. Each
+            epoch starts them anew (LitData re-plans the chunks per epoch).
+        seed: with the run's seed (``--seed_everything``), the shuffle and augmentation seed.
+        image_size: side the model sees; default: the source dataset's for built-in data
+            (28 for Fashion-MNIST), else 224.
+        crop_pct: evaluation resize/crop (as ``ImageDataModule``); default 1.0 up to 64 px,
+            0.875 above.
+        in_chans: 1 (grayscale) or 3 (RGB); default: the source dataset's for built-in data,
+            else 3.
+        augment: ``"standard"`` (the folder path's random resized crop + flip) or ``"none"``.
+        hflip: override the flip default (the source dataset's for built-in data, else on).
+        random_erasing: probability of erasing one rectangle per training image.
+        norm_mean, norm_std: override the normalisation (default: the source dataset's
+            statistics for built-in data, else ImageNet's for RGB, 0.5/0.5 for grayscale).
+        train_size_schedule: progressive resizing, as in ``ImageDataModule``.
+        cache_dir: where LitData keeps chunks downloaded from a bucket (default: LitData's
+            cache folder); local shards are read in place.
+        max_cache_size: local cache budget for a bucket, e.g. ``"50GB"`` (LitData evicts
+            chunks already read beyond it).
+        timeout: seconds to wait for a bucket's manifest before reporting it unreachable.
+    """
+
+    dataset_class: type[ShardImageDataset] = ShardImageDataset
+
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        seed: int = 0,
+        image_size: int | None = None,
+        crop_pct: float | None = None,
+        in_chans: int | None = None,
+        augment: Literal["standard", "none"] = "standard",
+        hflip: bool | None = None,
+        random_erasing: float = 0.0,
+        norm_mean: Sequence[float] | None = None,
+        norm_std: Sequence[float] | None = None,
+        train_size_schedule: Sequence[Sequence[int]] | None = None,
+        cache_dir: str | None = None,
+        max_cache_size: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        super().__init__()
+        if not data_dir:
+            raise ConfigError(
+                "dataset 'streaming' needs data_dir: the OUT folder or URL of resnet-pl data "
+                "optimize"
+            )
+        for name, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("image_size", image_size),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+            raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        if augment not in ("standard", "none"):
+            raise ConfigError(f"augment must be 'standard' or 'none', got {augment!r}")
+        if not 0.0 <= random_erasing <= 1.0:
+            raise ConfigError(f"random_erasing must be a probability, got {random_erasing}")
+        if crop_pct is not None and not 0.0 < crop_pct <= 1.0:
+            raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        if in_chans is not None and in_chans not in (1, 3):
+            raise ConfigError(f"in_chans must be 1 or 3, got {in_chans}")
+        if timeout <= 0:
+            raise ConfigError(f"timeout must be positive, got {timeout}")
+        from resnet_pl.lightning.data import _check_norm, _check_size_schedule
+
+        _check_size_schedule(train_size_schedule)
+        self.save_hyperparameters()
+        self.dataset = "streaming"
+        self.data_dir = str(data_dir)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self._manifest: dict[str, Any] | None = None
+        self._geometry: Any = None
+        self.train_set: ShardImageDataset | None = None
+        self.val_set: ShardImageDataset | None = None
+        self.test_set: ShardImageDataset | None = None
+        # Resolved now (reads the manifest): the model records the same keys.
+        source = self.manifest.get("spec") or {}
+        chans = in_chans or int(source.get("in_chans") or 3)
+        if source.get("in_chans") and chans != int(source["in_chans"]):
+            raise ConfigError(
+                f"the shards hold {source['dataset']} ({source['in_chans']}-channel images); "
+                f"in_chans {in_chans} does not fit"
+            )
+        _check_norm(chans, norm_mean, norm_std)
+        size = image_size or int(source.get("image_size") or 224)
+        resolved = {"in_chans": chans, "crop_pct": crop_pct or default_crop_pct(size)}
+        self.hparams.update(resolved)
+        self._hparams_initial.update(resolved)  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_image_data_args(cls, *args: Any, **kwargs: Any) -> StreamingDataModule:
+        """Build from ``ImageDataModule``'s arguments (``--data.dataset streaming`` on the
+        command line). Options that mean nothing for shards must keep their defaults."""
+        from resnet_pl.lightning.data import ImageDataModule
+
+        signature = inspect.signature(ImageDataModule.__init__)
+        bound = signature.bind(None, *args, **kwargs)
+        given = dict(bound.arguments)
+        given.pop("self", None)
+        given.pop("dataset", None)
+        own = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        accepted: dict[str, Any] = {}
+        for name, value in given.items():
+            if name in own:
+                accepted[name] = value
+                continue
+            default = signature.parameters[name].default
+            if value != default:
+                raise ConfigError(
+                    f"--data.{name} does not apply to dataset 'streaming' (shards are split, "
+                    f"checked and subset when written: see resnet-pl data optimize --help)"
+                )
+        return cls(**accepted)
+
+    # ---- what the model needs to know ---------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            self._manifest = read_manifest(self.data_dir, timeout=self.hparams["timeout"])
+        return self._manifest
+
+    @property
+    def spec(self) -> DatasetSpec:
+        source = self.manifest.get("spec") or {}
+        chans = self.hparams["in_chans"]
+        mean, std = default_norm(chans)
+        return DatasetSpec(
+            len(self.manifest["classes"]),
+            chans,
+            int(source.get("image_size") or 224),
+            tuple(source.get("mean") or mean),
+            tuple(source.get("std") or std),
+            bool(source.get("hflip", True)),
+            tuple(self.manifest["classes"]),
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def in_chans(self) -> int:
+        return self.spec.in_chans
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.spec.class_names)
+
+    @property
+    def image_size(self) -> int:
+        return self.hparams["image_size"] or self.spec.image_size
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(self.hparams["norm_mean"] or self.spec.mean)
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.hparams["norm_std"] or self.spec.std)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return (self.in_chans, self.image_size, self.image_size)
+
+    @property
+    def crop_pct(self) -> float:
+        return float(self.hparams["crop_pct"])
+
+    @property
+    def data_cfg(self) -> dict[str, Any]:
+        """The evaluation preprocessing, in the form ``classify``, exports and the hub read."""
+        return {
+            "input_size": self.input_size,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": "bilinear",
+            "crop_pct": self.crop_pct,
+        }
+
+    @property
+    def _hflip(self) -> bool:
+        flip = self.hparams["hflip"]
+        return self.spec.hflip if flip is None else bool(flip)
+
+    # ---- Lightning hooks ----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        self._check_model_classes()
+        splits = self.manifest["counts"]
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._split("train", train=True)
+        if stage in (None, "fit", "validate") and self.val_set is None and "val" in splits:
+            self.val_set = self._split("val", train=False)
+        if stage in (None, "test", "predict") and self.test_set is None and "test" in splits:
+            self.test_set = self._split("test", train=False)
+
+    def _check_model_classes(self) -> None:
+        """A model that already knows its classes (fine-tuning, resume, evaluation of a
+        checkpoint) must name the same classes, in the same order, as the manifest."""
+        trainer = self.trainer
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        names = module.hparams.get("class_names") if module is not None else None
+        if names and list(names) != self.class_names:
+            raise ShardsError(
+                f"the shards at {self.data_dir} hold classes {self.class_names} but the model "
+                f"was trained on {list(names)}; use shards of the model's classes, or fine-tune "
+                f"with --model.class_names null to take the shards' classes"
+            )
+
+    def _seed(self) -> int:
+        """The data seed mixed with the run's seed, as ``ImageDataModule`` mixes them."""
+        seed = self.hparams["seed"] * 1_000_003 + int(os.environ.get("PL_GLOBAL_SEED", "0"))
+        return seed % (1 << 31)
+
+    def _split(self, split: str, *, train: bool) -> ShardImageDataset:
+        count = int(self.manifest["counts"][split])
+        augment = train and self.hparams["augment"] == "standard"
+        transform = (
+            train_geometry(self.image_size, hflip=self._hflip)
+            if augment
+            else eval_geometry(self.data_cfg)
+        )
+        ranks = self._world_size()
+        options: dict[str, Any] = {
+            "shuffle": train,
+            "seed": self._seed(),
+            # Training: full, equal batches on every rank. Evaluation: every sample once.
+            "drop_last": train and (ranks > 1 or count > self.batch_size),
+            "cache_dir": self.hparams["cache_dir"],
+            "max_cache_size": self.hparams["max_cache_size"],
+        }
+        if options["max_cache_size"] is None:
+            options.pop("max_cache_size")
+        quiet = logging.getLogger("litdata.streaming.dataset")
+        level = quiet.level
+        if not train:
+            quiet.setLevel(logging.ERROR)  # its drop_last=False warning: deliberate here
+        try:
+            return self.dataset_class(
+                join(self.data_dir, split),
+                in_chans=self.in_chans,
+                transform=transform,
+                augment_seed=self._seed() if augment else None,
+                **options,
+            )
+        except ResNetPLError:
+            raise
+        except Exception as err:  # LitData's own errors: one line naming the split
+            raise ShardsError(
+                f"cannot open split {split!r} of {self.data_dir} ({type(err).__name__}: "
+                f"{' '.join(str(err).split())[:300]}); re-copy the shards or re-run resnet-pl "
+                f"data optimize"
+            ) from None
+        finally:
+            quiet.setLevel(level)
+
+    def _world_size(self) -> int:
+        trainer = self.trainer
+        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer else None
+        return int(kwargs.get("num_replicas", 1)) if kwargs else 1
+
+    def _loader(self, ds: ShardImageDataset | None, split: str, train: bool) -> Any:
+        if ds is None:
+            raise ShardsError(
+                f"the shards at {self.data_dir} have no {split} split; write one with resnet-pl "
+                f"data optimize (a folder's {split}/ or --val_fraction)"
+            )
+        from litdata import StreamingDataLoader
+
+        workers = self.hparams["num_workers"]
+        if workers is None:
+            workers = min(8, os.cpu_count() or 1)
+        return StreamingDataLoader(
+            ds,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            # Workers are started per epoch: LitData hands the dataset's epoch to them then.
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> Any:
+        return self._loader(self.train_set, "train", True)
+
+    def val_dataloader(self) -> Any:
+        return self._loader(self.val_set, "val", False)
+
+    def test_dataloader(self) -> Any:
+        return self._loader(self.test_set, "test", False)
+
+    def predict_dataloader(self) -> Any:
+        return self.test_dataloader()
+
+    # ---- on the device: the folder path's second half -----------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, Tensor):
+            return self._to_model_input(batch)
+        if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
+            return type(batch)([self._to_model_input(batch[0]), *batch[1:]])
+        return batch
+
+    def _to_model_input(self, x: Tensor) -> Tensor:
+        if x.is_floating_point():
+            return x
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return normalize(x, self.mean, self.std)  # geometry done in the workers
+        return batch_augment(
+            x,
+            size=self.train_size(trainer.current_epoch),
+            mean=self.mean,
+            std=self.std,
+            crop_padding=0,
+            hflip=False,  # cropped and flipped per image in the workers already
+            random_erasing=self.hparams["random_erasing"],
+        )
+
+    def train_size(self, epoch: int) -> int:
+        """Side of the training images in ``epoch`` (``train_size_schedule``)."""
+        size = self.image_size
+        for start, side in sorted(
+            self.hparams.get("train_size_schedule") or (), key=lambda e: e[0]
+        ):
+            if epoch >= start:
+                size = int(side)
+        return size
+
+    def steps_per_epoch(self, world_size: int = 1) -> int:
+        """Training batches per rank and epoch (``drop_last`` under DDP: full batches only)."""
+        count = int(self.manifest["counts"]["train"])
+        if world_size > 1 or count > self.batch_size:
+            return count // (world_size * self.batch_size)
+        return math.ceil(count / self.batch_size)
