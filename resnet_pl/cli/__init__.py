@@ -9,6 +9,7 @@ is imported only when its command runs, so ``resnet-pl hub list`` never imports 
 - ``hub``: :mod:`resnet_pl.cli.hub`
 - ``export`` / ``classify``: :mod:`resnet_pl.cli.deploy`
 - ``benchmark``: :mod:`resnet_pl.cli.benchmark`
+- ``data``: :mod:`resnet_pl.cli.data` (LitData shards)
 
 Options are spelled with underscores everywhere (``--data_dir``); the dashed spellings of earlier
 releases go through one shim, :func:`resnet_pl.cli.util.accept_dashed`.
@@ -64,6 +65,9 @@ COMMANDS: dict[str, Command] = {
         "main",
         "classify image files with a hub model, checkpoint or ONNX file",
         True,
+    ),
+    "data": Command(
+        "resnet_pl.cli.data", "main", "datasets at scale: optimize a folder into LitData shards"
     ),
     "benchmark": Command(
         "resnet_pl.cli.benchmark",

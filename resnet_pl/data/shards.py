@@ -196,7 +196,9 @@ class _Sized:
         return self.n
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _prepare_out(out: Path, overwrite: bool, create: bool = True) -> None:
+    """Refuse an ``out`` that holds anything but shards written earlier (and those unless
+    ``overwrite``); with ``create``, empty and create it."""
     if is_remote(str(out)):
         raise ShardsError(
             f"write the shards to a local folder, then copy it to the bucket (e.g. aws s3 sync "
@@ -208,14 +210,15 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
                 f"{out} exists and is not an empty folder; choose a new OUT or pass "
                 f"--overwrite true to replace it"
             )
-        if (out / MANIFEST).is_file() or (out / "train" / LITDATA_INDEX).is_file():
-            shutil.rmtree(out)
-        else:
+        if not ((out / MANIFEST).is_file() or (out / "train" / LITDATA_INDEX).is_file()):
             raise ShardsError(
                 f"{out} is not a shard folder written by resnet-pl data optimize; --overwrite "
                 f"only replaces those. Choose another OUT"
             )
-    out.mkdir(parents=True, exist_ok=True)
+        if create:
+            shutil.rmtree(out)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
 
 
 def _folder_items(
@@ -358,6 +361,7 @@ def optimize_dataset(
     from resnet_pl.data.specs import SPECS
 
     started = time.perf_counter()
+    _prepare_out(out_path, overwrite, create=False)  # refused before any work
     spec_info: dict[str, Any] | None = None
     skipped: list[str] = []
     if src_str in SPECS:

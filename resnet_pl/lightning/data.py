@@ -97,10 +97,27 @@ def _check_size_schedule(schedule: Sequence[Sequence[int]] | None) -> None:
         raise ConfigError(f"train_size_schedule names an epoch twice: {list(schedule)!r}")
 
 
+class _StreamingHook(type):
+    """STREAMING HOOK (issue 24), the one place this module knows about LitData shards:
+    ``ImageDataModule(dataset="streaming", data_dir=OUT, ...)`` (``--data.dataset streaming
+    --data.data_dir OUT``) builds a :class:`resnet_pl.lightning.streaming.StreamingDataModule`
+    from the same arguments instead. A metaclass ``__call__`` (not ``__new__``) so that
+    LightningCLI still reads the options from ``__init__``."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is ImageDataModule and kwargs.get("dataset", args[0] if args else None) == (
+            "streaming"
+        ):
+            from resnet_pl.lightning.streaming import StreamingDataModule
+
+            return StreamingDataModule.from_image_data_args(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
 # --------------------------------------------------------------------------------------------
 # The data module
 # --------------------------------------------------------------------------------------------
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(L.LightningDataModule, metaclass=_StreamingHook):
     """Image classification data for resnet-pl.
 
     Args:
@@ -143,17 +160,6 @@ class ImageDataModule(L.LightningDataModule):
             every evaluation use ``image_size``; end at ``image_size`` so the last epochs
             calibrate BatchNorm to the size the model is evaluated and deployed at.
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        # STREAMING HOOK (issue 24), the one place this module knows about LitData shards:
-        # ``dataset="streaming"`` (``--data.dataset streaming --data.data_dir OUT``) builds a
-        # resnet_pl.lightning.streaming.StreamingDataModule from these same arguments instead.
-        dataset = kwargs.get("dataset", args[0] if args else None)
-        if cls is ImageDataModule and dataset == "streaming":
-            from resnet_pl.lightning.streaming import StreamingDataModule
-
-            return StreamingDataModule.from_image_data_args(*args, **kwargs)
-        return super().__new__(cls)
 
     def __init__(
         self,

@@ -110,6 +110,7 @@ class StreamingDataModule(L.LightningDataModule):
         max_cache_size: str | None = None,
         timeout: float = 60.0,
     ) -> None:
+        given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         if not data_dir:
             raise ConfigError(
@@ -139,6 +140,12 @@ class StreamingDataModule(L.LightningDataModule):
 
         _check_size_schedule(train_size_schedule)
         self.save_hyperparameters()
+        # Under LightningCLI the recorded hyperparameters are ImageDataModule's options (the
+        # class the CLI instantiated): add this module's own.
+        for key, value in given.items():
+            if key not in self.hparams:
+                self.hparams[key] = value
+        self.hparams["dataset"] = "streaming"
         self.dataset = "streaming"
         self.data_dir = str(data_dir)
         self.batch_size = batch_size
