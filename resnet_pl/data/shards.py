@@ -405,6 +405,7 @@ def optimize_dataset(
             chunk_bytes=chunk_bytes,
             compression=compression,
             reorder_files=False,
+            keep_data_ordered=True,  # stored order = source order: reproducible shards
             verbose=progress,
             mode="overwrite",
             start_method="fork" if "fork" in mp.get_all_start_methods() else None,

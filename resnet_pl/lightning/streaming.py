@@ -89,6 +89,7 @@ class StreamingDataModule(L.LightningDataModule):
     """
 
     dataset_class: type[ShardImageDataset] = ShardImageDataset
+    yield_index: bool = False  # subclasses (audits, tests): batches (x, y, index in split)
 
     def __init__(
         self,
@@ -322,6 +323,7 @@ class StreamingDataModule(L.LightningDataModule):
                 in_chans=self.in_chans,
                 transform=transform,
                 augment_seed=self._seed() if augment else None,
+                with_index=self.yield_index,
                 **options,
             )
         except ResNetPLError:
