@@ -635,3 +635,18 @@ class ShardImageDataset(_StreamingBase):  # type: ignore[misc,valid-type]
         if self.with_index:
             return x, int(item["label"]), int(item["index"])
         return x, int(item["label"])
+
+
+class ShardSplitView:
+    """A split of shards as a map-style dataset (``view[i]`` is sample ``i``, in stored
+    order), for evaluation: a sampler then decides which rank reads what, exactly once each.
+    LitData reads the chunk holding ``i`` (downloading it from a bucket when needed)."""
+
+    def __init__(self, dataset: ShardImageDataset, count: int) -> None:
+        self.dataset, self.count = dataset, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[i]

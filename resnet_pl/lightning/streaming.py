@@ -44,8 +44,15 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, DistributedSampler
 
-from resnet_pl.data.shards import ShardImageDataset, ShardsError, join, read_manifest
+from resnet_pl.data.shards import (
+    ShardImageDataset,
+    ShardsError,
+    ShardSplitView,
+    join,
+    read_manifest,
+)
 from resnet_pl.data.specs import DatasetSpec, default_crop_pct, default_norm
 from resnet_pl.data.transforms import eval_geometry, normalize, train_geometry
 from resnet_pl.errors import ResNetPLError
@@ -55,6 +62,26 @@ from resnet_pl.lightning.errors import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = ["StreamingDataModule"]
+
+
+class ContiguousShareSampler(DistributedSampler[int]):
+    """Rank ``r`` of ``R`` takes samples ``[r * n // R, (r + 1) * n // R)`` in order: every sample
+    exactly once over the ranks, no padding (``DistributedSampler`` repeats samples to even
+    the shares, which would count them twice in the metrics), and each rank reads neighbouring
+    samples, so whole chunks. A ``DistributedSampler`` so that Lightning keeps it under DDP."""
+
+    def __init__(self, n: int, *, num_replicas: int = 1, rank: int = 0) -> None:
+        indices: Any = range(n)  # DistributedSampler only needs the length
+        super().__init__(indices, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.n = n
+        self.begin = rank * n // num_replicas
+        self.end = (rank + 1) * n // num_replicas
+
+    def __iter__(self) -> Any:
+        return iter(range(self.begin, self.end))
+
+    def __len__(self) -> int:
+        return self.end - self.begin
 
 
 class StreamingDataModule(L.LightningDataModule):
@@ -338,9 +365,7 @@ class StreamingDataModule(L.LightningDataModule):
             quiet.setLevel(level)
 
     def _world_size(self) -> int:
-        trainer = self.trainer
-        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer else None
-        return int(kwargs.get("num_replicas", 1)) if kwargs else 1
+        return self._ranks()[0]
 
     def _loader(self, ds: ShardImageDataset | None, split: str, train: bool) -> Any:
         if ds is None:
@@ -348,19 +373,36 @@ class StreamingDataModule(L.LightningDataModule):
                 f"the shards at {self.data_dir} have no {split} split; write one with resnet-pl "
                 f"data optimize (a folder's {split}/ or --val_fraction)"
             )
-        from litdata import StreamingDataLoader
-
         workers = self.hparams["num_workers"]
         if workers is None:
             workers = min(8, os.cpu_count() or 1)
-        return StreamingDataLoader(
-            ds,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            num_workers=workers,
-            pin_memory=torch.cuda.is_available(),
+        common: dict[str, Any] = {"num_workers": workers, "pin_memory": torch.cuda.is_available()}
+        if train:
+            from litdata import StreamingDataLoader
+
             # Workers are started per epoch: LitData hands the dataset's epoch to them then.
-            persistent_workers=False,
+            return StreamingDataLoader(
+                ds, batch_size=self.batch_size, persistent_workers=False, **common
+            )
+        # Evaluation: each rank reads a contiguous share, no padding: every sample once, and
+        # every rank has samples (LitData's own split would hand out whole batches only).
+        count = int(self.manifest["counts"][split])
+        ranks, rank = self._ranks()
+        view = ShardSplitView(ds, count)
+        return DataLoader(
+            view,  # type: ignore[arg-type]
+            batch_size=self.eval_batch_size,
+            sampler=ContiguousShareSampler(count, num_replicas=ranks, rank=rank),
+            persistent_workers=workers > 0,
+            **common,
         )
+
+    def _ranks(self) -> tuple[int, int]:
+        trainer = self.trainer
+        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer else None
+        if not kwargs:
+            return 1, 0
+        return int(kwargs.get("num_replicas", 1)), int(kwargs.get("rank", 0))
 
     def train_dataloader(self) -> Any:
         return self._loader(self.train_set, "train", True)
