@@ -64,6 +64,33 @@ log = logging.getLogger(__name__)
 __all__ = ["StreamingDataModule"]
 
 
+try:
+    from litdata import StreamingDataLoader as _LoaderBase
+except ImportError:  # pragma: no cover - without the extra, building a loader says what to install
+    from resnet_pl.data.shards import require_litdata
+
+    class _LoaderBase:  # type: ignore[no-redef]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            require_litdata()
+
+
+class EpochStreamingDataLoader(_LoaderBase):  # type: ignore[misc,valid-type]
+    """LitData's ``StreamingDataLoader``, told when an epoch ends.
+
+    Lightning stops drawing from a sized loader after ``len(loader)`` batches without exhausting
+    its iterator, and LitData only learns that an epoch finished when its iterator runs out:
+    after a resume its ``restore`` flag then stays set and the next epoch replays the resumed one
+    (a resumed run silently loses an epoch). Here the epoch is marked finished as its last batch
+    is handed out."""
+
+    def __iter__(self) -> Any:
+        per_epoch = len(self) * int(self.batch_size or 1)
+        for batch in super().__iter__():
+            if self._num_samples_yielded_streaming >= per_epoch:
+                self.restore = False
+            yield batch
+
+
 class ContiguousShareSampler(DistributedSampler[int]):
     """Rank ``r`` of ``R`` takes samples ``[r * n // R, (r + 1) * n // R)`` in order: every sample
     exactly once over the ranks, no padding (``DistributedSampler`` repeats samples to even
@@ -377,11 +404,12 @@ class StreamingDataModule(L.LightningDataModule):
         if workers is None:
             workers = min(8, os.cpu_count() or 1)
         common: dict[str, Any] = {"num_workers": workers, "pin_memory": torch.cuda.is_available()}
+        # Own generator: building an iterator (worker seeds) never draws from the global RNG,
+        # so a resumed run's random stream continues exactly.
+        common["generator"] = torch.Generator().manual_seed(self._seed())
         if train:
-            from litdata import StreamingDataLoader
-
             # Workers are started per epoch: LitData hands the dataset's epoch to them then.
-            return StreamingDataLoader(
+            return EpochStreamingDataLoader(
                 ds, batch_size=self.batch_size, persistent_workers=False, **common
             )
         # Evaluation: each rank reads a contiguous share, no padding: every sample once, and
