@@ -626,11 +626,16 @@ class ShardImageDataset(_StreamingBase):  # type: ignore[misc,valid-type]
         if self.augment_seed is None:
             x = self.image_transform(image)
         else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(
-                    sample_seed(self.augment_seed, int(self.current_epoch), int(item["index"]))
-                )
+            # The CPU generator only (torch.manual_seed would also visit every accelerator
+            # backend: 400x slower), restored afterwards so the caller's stream is untouched.
+            saved = torch.get_rng_state()
+            torch.default_generator.manual_seed(
+                sample_seed(self.augment_seed, int(self.current_epoch), int(item["index"]))
+            )
+            try:
                 x = self.image_transform(image)
+            finally:
+                torch.set_rng_state(saved)
         x = x.as_subclass(Tensor)
         if self.with_index:
             return x, int(item["label"]), int(item["index"])

@@ -20,9 +20,10 @@ What it guarantees:
   that), so up to ``world_size * batch_size - 1`` samples per epoch are left out -- the tail of
   that epoch's shuffled chunk order, so which ones changes from epoch to epoch. On one process
   ``drop_last`` is on when the split holds more than one batch (as the folder path). Validation
-  and test: no shuffle, no ``drop_last``: every sample exactly once over all ranks (ranks may
-  then run a different number of batches; resnet-pl's evaluation steps run no collective, and
-  the metrics are torchmetrics states summed over ranks at the epoch's end).
+  and test are read by index, each rank a contiguous share without padding
+  (:class:`ContiguousShareSampler`): every sample exactly once over all ranks. Ranks may then
+  run a different number of batches; resnet-pl's evaluation steps run no collective, and the
+  metrics are torchmetrics states summed over ranks at the epoch's end.
 - **Exact resume.** ``StreamingDataLoader.state_dict()`` (epoch, samples yielded) goes into
   every checkpoint; a resumed run continues at the next sample. Augmentation draws are seeded
   per sample by ``(seed, epoch, index)``, so they do not depend on worker processes or on where
