@@ -367,3 +367,18 @@ def test_optimize_cli_bad_input(folder: Path, shards: Path, tmp_path: Path, caps
     assert "--overwrite true" in line
     line = _one_line_error(["data", "optimize", "no_such_thing", str(out)], capsys)
     assert "neither an image folder nor a built-in dataset" in line
+
+
+def test_hanging_bucket_is_cut_at_the_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket that accepts the connection and never answers: stopped at ``timeout``."""
+    import litdata.streaming.fs_provider as fs
+
+    class Hanging:
+        def download_file(self, remote: str, local: str) -> None:
+            time.sleep(60)
+
+    monkeypatch.setattr(fs, "_get_fs_provider", lambda url, options=None: Hanging())
+    start = time.monotonic()
+    with pytest.raises(ShardsError, match=r"no answer from s3://b/shards/manifest.json within 1 s"):
+        read_manifest("s3://b/shards", timeout=1)
+    assert time.monotonic() - start < 10
