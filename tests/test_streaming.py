@@ -328,7 +328,9 @@ def test_manifest_classes_differ_from_model(shards: Path, tmp_path: Path) -> Non
 
     data = _stream(shards)
     names = [f"other_{i}" for i in range(10)]
-    model = ResNetClassifier("resnet8", num_classes=10, in_chans=1, class_names=names)
+    model = ResNetClassifier(
+        "resnet8", num_classes=10, in_chans=1, data_info={"class_names": names}
+    )
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     with pytest.raises(ShardsError, match=r"hold classes \['class_0'.* trained on \['other_0'"):
         trainer.validate(model, data)

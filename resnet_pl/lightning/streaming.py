@@ -35,16 +35,13 @@ What it guarantees:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import lightning as L
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler
 
 from resnet_pl.data.shards import (
@@ -54,10 +51,10 @@ from resnet_pl.data.shards import (
     join,
     read_manifest,
 )
-from resnet_pl.data.specs import DatasetSpec, default_crop_pct, default_norm
-from resnet_pl.data.transforms import eval_geometry, normalize, train_geometry
+from resnet_pl.data.specs import DatasetSpec, default_norm
+from resnet_pl.data.transforms import eval_geometry, train_geometry
 from resnet_pl.errors import ResNetPLError
-from resnet_pl.lightning.augment import batch_augment
+from resnet_pl.lightning.datamodules.base import ImageDataBase, check_norm
 from resnet_pl.lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -112,105 +109,86 @@ class ContiguousShareSampler(DistributedSampler[int]):
         return self.end - self.begin
 
 
-class StreamingDataModule(L.LightningDataModule):
+class StreamingDataModule(ImageDataBase):
     """Image classification data streamed from LitData shards written by ``resnet-pl data
-    optimize``.
+    optimize`` (``ImageDataModule("streaming", data_dir=OUT)``; registered in
+    :data:`resnet_pl.lightning.data.DATA_MODULES`). Options beyond the shared ones
+    (:class:`~resnet_pl.lightning.datamodules.base.ImageDataBase`):
 
     Args:
         data_dir: the shard set: a local folder or a ``s3://``/``gs://`` URL (``OUT`` of
-            ``resnet-pl data optimize``).
-        batch_size: per device (with DDP the global batch is ``batch_size * world_size``).
-        eval_batch_size: for validation/test/predict; defaults to ``2 * batch_size``.
-        num_workers: loader processes per device; ``None``: ``min(8, cpu_count)``. Each
-            epoch starts them anew (LitData re-plans the chunks per epoch).
+            ``resnet-pl data optimize``; required).
+        num_workers: loader processes per device; ``None``: ``min(8, cpu_count)``. Training
+            starts them each epoch (LitData hands them the epoch's plan).
         seed: with the run's seed (``--seed_everything``), the shuffle and augmentation seed.
-        image_size: side the model sees; default: the source dataset's for built-in data
-            (28 for Fashion-MNIST), else 224.
-        crop_pct: evaluation resize/crop (as ``ImageDataModule``); default 1.0 up to 64 px,
-            0.875 above.
+        image_size: default: the source dataset's for built-in data (28 for Fashion-MNIST),
+            else 224.
         in_chans: 1 (grayscale) or 3 (RGB); default: the source dataset's for built-in data,
             else 3.
         augment: ``"standard"`` (the folder path's random resized crop + flip) or ``"none"``.
         hflip: override the flip default (the source dataset's for built-in data, else on).
-        random_erasing: probability of erasing one rectangle per training image.
-        norm_mean, norm_std: override the normalisation (default: the source dataset's
-            statistics for built-in data, else ImageNet's for RGB, 0.5/0.5 for grayscale).
-        train_size_schedule: progressive resizing, as in ``ImageDataModule``.
+        norm_mean, norm_std: default: the source dataset's statistics for built-in data, else
+            ImageNet's for RGB, 0.5/0.5 for grayscale.
         cache_dir: where LitData keeps chunks downloaded from a bucket (default: LitData's
-            cache folder); local shards are read in place.
+            cache folder, ``~/.lightning/chunks``); local shards are read in place.
         max_cache_size: local cache budget for a bucket, e.g. ``"50GB"`` (LitData evicts
             chunks already read beyond it).
         timeout: seconds to wait for a bucket's manifest before reporting it unreachable.
+
+    The split, the held-out validation images, the subset and the bad-file policy were decided
+    when the shards were written (``val_fraction`` and the ``*_subset`` options do not apply).
     """
 
+    default_workers = min(8, os.cpu_count() or 1)
     dataset_class: type[ShardImageDataset] = ShardImageDataset
     yield_index: bool = False  # subclasses (audits, tests): batches (x, y, index in split)
 
     def __init__(
         self,
-        data_dir: str,
+        dataset: str = "streaming",
+        data_dir: str | None = None,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
         seed: int = 0,
         image_size: int | None = None,
-        crop_pct: float | None = None,
-        in_chans: int | None = None,
         augment: Literal["standard", "none"] = "standard",
         hflip: bool | None = None,
         random_erasing: float = 0.0,
         norm_mean: Sequence[float] | None = None,
         norm_std: Sequence[float] | None = None,
+        crop_pct: float | None = None,
+        in_chans: int | None = None,
         train_size_schedule: Sequence[Sequence[int]] | None = None,
         cache_dir: str | None = None,
         max_cache_size: str | None = None,
         timeout: float = 60.0,
     ) -> None:
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        super().__init__()
+        super().__init__(
+            dataset, None, batch_size, eval_batch_size, num_workers, 0.1, seed, image_size,
+            augment, random_erasing, norm_mean, norm_std, None, None, None, crop_pct,
+            train_size_schedule,
+        )  # fmt: skip
         if not data_dir:
             raise ConfigError(
                 "dataset 'streaming' needs data_dir: the OUT folder or URL of resnet-pl data "
                 "optimize"
             )
-        for name, value in (
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-            ("image_size", image_size),
-        ):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
-            raise ConfigError(f"num_workers must be an integer >= 0, got {num_workers!r}")
-        if augment not in ("standard", "none"):
-            raise ConfigError(f"augment must be 'standard' or 'none', got {augment!r}")
-        if not 0.0 <= random_erasing <= 1.0:
-            raise ConfigError(f"random_erasing must be a probability, got {random_erasing}")
-        if crop_pct is not None and not 0.0 < crop_pct <= 1.0:
-            raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct}")
         if in_chans is not None and in_chans not in (1, 3):
             raise ConfigError(f"in_chans must be 1 or 3, got {in_chans}")
         if timeout <= 0:
             raise ConfigError(f"timeout must be positive, got {timeout}")
-        from resnet_pl.lightning.data import _check_norm, _check_size_schedule
-
-        _check_size_schedule(train_size_schedule)
         self.save_hyperparameters()
         # Under LightningCLI the recorded hyperparameters are ImageDataModule's options (the
         # class the CLI instantiated): add this module's own.
         for key, value in given.items():
             if key not in self.hparams:
                 self.hparams[key] = value
-        self.hparams["dataset"] = "streaming"
-        self.dataset = "streaming"
-        self.data_dir = str(data_dir)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        #: The shard set (a folder or a URL: kept as a string, a Path would mangle ``s3://``).
+        self.shards_url = str(data_dir)
+        self.data_dir = self.shards_url  # type: ignore[assignment]
         self._manifest: dict[str, Any] | None = None
-        self._geometry: Any = None
-        self.train_set: ShardImageDataset | None = None
-        self.val_set: ShardImageDataset | None = None
-        self.test_set: ShardImageDataset | None = None
         # Resolved now (reads the manifest): the model records the same keys.
         source = self.manifest.get("spec") or {}
         chans = in_chans or int(source.get("in_chans") or 3)
@@ -219,42 +197,14 @@ class StreamingDataModule(L.LightningDataModule):
                 f"the shards hold {source['dataset']} ({source['in_chans']}-channel images); "
                 f"in_chans {in_chans} does not fit"
             )
-        _check_norm(chans, norm_mean, norm_std)
-        size = image_size or int(source.get("image_size") or 224)
-        resolved = {"in_chans": chans, "crop_pct": crop_pct or default_crop_pct(size)}
-        self.hparams.update(resolved)
-        self._hparams_initial.update(resolved)  # type: ignore[attr-defined]
-
-    @classmethod
-    def from_image_data_args(cls, *args: Any, **kwargs: Any) -> StreamingDataModule:
-        """Build from ``ImageDataModule``'s arguments (``--data.dataset streaming`` on the
-        command line). Options that mean nothing for shards must keep their defaults."""
-        from resnet_pl.lightning.data import ImageDataModule
-
-        signature = inspect.signature(ImageDataModule.__init__)
-        bound = signature.bind(None, *args, **kwargs)
-        given = dict(bound.arguments)
-        given.pop("self", None)
-        given.pop("dataset", None)
-        own = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        accepted: dict[str, Any] = {}
-        for name, value in given.items():
-            if name in own:
-                accepted[name] = value
-                continue
-            default = signature.parameters[name].default
-            if value != default:
-                raise ConfigError(
-                    f"--data.{name} does not apply to dataset 'streaming' (shards are split, "
-                    f"checked and subset when written: see resnet-pl data optimize --help)"
-                )
-        return cls(**accepted)
+        check_norm(chans, norm_mean, norm_std)
+        self._resolve(chans, int(source.get("image_size") or 224))
 
     # ---- what the model needs to know ---------------------------------------------------------
     @property
     def manifest(self) -> dict[str, Any]:
         if self._manifest is None:
-            self._manifest = read_manifest(self.data_dir, timeout=self.hparams["timeout"])
+            self._manifest = read_manifest(self.shards_url, timeout=self.hparams["timeout"])
         return self._manifest
 
     @property
@@ -272,54 +222,6 @@ class StreamingDataModule(L.LightningDataModule):
             tuple(self.manifest["classes"]),
         )
 
-    @property
-    def num_classes(self) -> int:
-        return self.spec.num_classes
-
-    @property
-    def in_chans(self) -> int:
-        return self.spec.in_chans
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.spec.class_names)
-
-    @property
-    def image_size(self) -> int:
-        return self.hparams["image_size"] or self.spec.image_size
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return tuple(self.hparams["norm_mean"] or self.spec.mean)
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return tuple(self.hparams["norm_std"] or self.spec.std)
-
-    @property
-    def input_size(self) -> tuple[int, int, int]:
-        return (self.in_chans, self.image_size, self.image_size)
-
-    @property
-    def crop_pct(self) -> float:
-        return float(self.hparams["crop_pct"])
-
-    @property
-    def data_cfg(self) -> dict[str, Any]:
-        """The evaluation preprocessing, in the form ``classify``, exports and the hub read."""
-        return {
-            "input_size": self.input_size,
-            "mean": self.mean,
-            "std": self.std,
-            "interpolation": "bilinear",
-            "crop_pct": self.crop_pct,
-        }
-
-    @property
-    def _hflip(self) -> bool:
-        flip = self.hparams["hflip"]
-        return self.spec.hflip if flip is None else bool(flip)
-
     # ---- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         self._check_model_classes()
@@ -336,12 +238,14 @@ class StreamingDataModule(L.LightningDataModule):
         checkpoint) must name the same classes, in the same order, as the manifest."""
         trainer = self.trainer
         module = getattr(trainer, "lightning_module", None) if trainer is not None else None
-        names = module.hparams.get("class_names") if module is not None else None
+        hp = module.hparams if module is not None else {}
+        info = hp.get("data_info")  # ResNetClassifier's group; flat in older models
+        names = (info if isinstance(info, dict) else hp).get("class_names")
         if names and list(names) != self.class_names:
             raise ShardsError(
-                f"the shards at {self.data_dir} hold classes {self.class_names} but the model "
+                f"the shards at {self.shards_url} hold classes {self.class_names} but the model "
                 f"was trained on {list(names)}; use shards of the model's classes, or fine-tune "
-                f"with --model.class_names null to take the shards' classes"
+                f"with --model.data_info.class_names null to take the shards' classes"
             )
 
     def _seed(self) -> int:
@@ -374,7 +278,7 @@ class StreamingDataModule(L.LightningDataModule):
             quiet.setLevel(logging.ERROR)  # its drop_last=False warning: deliberate here
         try:
             return self.dataset_class(
-                join(self.data_dir, split),
+                join(self.shards_url, split),
                 in_chans=self.in_chans,
                 transform=transform,
                 augment_seed=self._seed() if augment else None,
@@ -385,7 +289,7 @@ class StreamingDataModule(L.LightningDataModule):
             raise
         except Exception as err:  # LitData's own errors: one line naming the split
             raise ShardsError(
-                f"cannot open split {split!r} of {self.data_dir} ({type(err).__name__}: "
+                f"cannot open split {split!r} of {self.shards_url} ({type(err).__name__}: "
                 f"{' '.join(str(err).split())[:300]}); re-copy the shards or re-run resnet-pl "
                 f"data optimize"
             ) from None
@@ -395,10 +299,10 @@ class StreamingDataModule(L.LightningDataModule):
     def _world_size(self) -> int:
         return self._ranks()[0]
 
-    def _loader(self, ds: ShardImageDataset | None, split: str, train: bool) -> Any:
+    def _stream_loader(self, ds: Any, split: str, train: bool) -> Any:
         if ds is None:
             raise ShardsError(
-                f"the shards at {self.data_dir} have no {split} split; write one with resnet-pl "
+                f"the shards at {self.shards_url} have no {split} split; write one with resnet-pl "
                 f"data optimize (a folder's {split}/ or --val_fraction)"
             )
         workers = self.hparams["num_workers"]
@@ -434,50 +338,16 @@ class StreamingDataModule(L.LightningDataModule):
         return int(kwargs.get("num_replicas", 1)), int(kwargs.get("rank", 0))
 
     def train_dataloader(self) -> Any:
-        return self._loader(self.train_set, "train", True)
+        return self._stream_loader(self.train_set, "train", True)
 
     def val_dataloader(self) -> Any:
-        return self._loader(self.val_set, "val", False)
+        return self._stream_loader(self.val_set, "val", False)
 
     def test_dataloader(self) -> Any:
-        return self._loader(self.test_set, "test", False)
+        return self._stream_loader(self.test_set, "test", False)
 
     def predict_dataloader(self) -> Any:
         return self.test_dataloader()
-
-    # ---- on the device: the folder path's second half -----------------------------------------
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if isinstance(batch, Tensor):
-            return self._to_model_input(batch)
-        if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
-            return type(batch)([self._to_model_input(batch[0]), *batch[1:]])
-        return batch
-
-    def _to_model_input(self, x: Tensor) -> Tensor:
-        if x.is_floating_point():
-            return x
-        trainer = self.trainer
-        if trainer is None or not trainer.training:
-            return normalize(x, self.mean, self.std)  # geometry done in the workers
-        return batch_augment(
-            x,
-            size=self.train_size(trainer.current_epoch),
-            mean=self.mean,
-            std=self.std,
-            crop_padding=0,
-            hflip=False,  # cropped and flipped per image in the workers already
-            random_erasing=self.hparams["random_erasing"],
-        )
-
-    def train_size(self, epoch: int) -> int:
-        """Side of the training images in ``epoch`` (``train_size_schedule``)."""
-        size = self.image_size
-        for start, side in sorted(
-            self.hparams.get("train_size_schedule") or (), key=lambda e: e[0]
-        ):
-            if epoch >= start:
-                size = int(side)
-        return size
 
     def steps_per_epoch(self, world_size: int = 1) -> int:
         """Training batches per rank and epoch (``drop_last`` under DDP: full batches only)."""
