@@ -221,7 +221,8 @@ class Recorder(ResNetClassifier):
 if __name__ == "__main__":
     shards, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
     L.seed_everything(3)
-    data = IndexedData(shards, batch_size=16, num_workers=workers, in_chans=1, image_size=28)
+    data = IndexedData(data_dir=shards, batch_size=16, num_workers=workers, in_chans=1,
+                       image_size=28)
     model = Recorder("resnet20", num_classes=data.num_classes, in_chans=1,
                      model_kwargs={"widths": [4, 8, 8]}, lr=0.05)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=2,
