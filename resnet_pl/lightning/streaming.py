@@ -36,7 +36,6 @@ What it guarantees:
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -330,13 +329,6 @@ class StreamingDataModule(ImageDataBase):
             **common,
         )
 
-    def _ranks(self) -> tuple[int, int]:
-        trainer = self.trainer
-        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer else None
-        if not kwargs:
-            return 1, 0
-        return int(kwargs.get("num_replicas", 1)), int(kwargs.get("rank", 0))
-
     def train_dataloader(self) -> Any:
         return self._stream_loader(self.train_set, "train", True)
 
@@ -348,10 +340,3 @@ class StreamingDataModule(ImageDataBase):
 
     def predict_dataloader(self) -> Any:
         return self.test_dataloader()
-
-    def steps_per_epoch(self, world_size: int = 1) -> int:
-        """Training batches per rank and epoch (``drop_last`` under DDP: full batches only)."""
-        count = int(self.manifest["counts"]["train"])
-        if world_size > 1 or count > self.batch_size:
-            return count // (world_size * self.batch_size)
-        return math.ceil(count / self.batch_size)
