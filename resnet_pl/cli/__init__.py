@@ -10,6 +10,7 @@ is imported only when its command runs, so ``resnet-pl hub list`` never imports 
 - ``export`` / ``classify``: :mod:`resnet_pl.cli.deploy`
 - ``serve``: :mod:`resnet_pl.cli.serve`
 - ``benchmark``: :mod:`resnet_pl.cli.benchmark`
+- ``data``: :mod:`resnet_pl.cli.data` (LitData shards)
 
 Options are spelled with underscores everywhere (``--data_dir``); the dashed spellings of earlier
 releases go through one shim, :func:`resnet_pl.cli.util.accept_dashed`.
@@ -70,6 +71,9 @@ COMMANDS: dict[str, Command] = {
         "resnet_pl.cli.serve",
         "main",
         "serve a model over HTTP (LitServe): JSON API, web page, batching",
+    ),
+    "data": Command(
+        "resnet_pl.cli.data", "main", "datasets at scale: optimize a folder into LitData shards"
     ),
     "benchmark": Command(
         "resnet_pl.cli.benchmark",

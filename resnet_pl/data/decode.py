@@ -96,12 +96,17 @@ def convert_mode(image: Image.Image, in_chans: int) -> Image.Image:
     return image if image.mode == target else image.convert(target)
 
 
-def load_image(path: str | Path, in_chans: int, max_pixels: int | None = None) -> Image.Image:
+def load_image(
+    path: str | Path | bytes | bytearray | memoryview,
+    in_chans: int,
+    max_pixels: int | None = None,
+) -> Image.Image:
     """Decode ``path`` fully, apply its EXIF orientation and convert it to the model's mode
     (see the module docstring for every rule).
 
     Args:
-        path: an image file (any format Pillow reads).
+        path: an image file (any format Pillow reads), or its encoded bytes (a file's content
+            as stored in LitData shards, :mod:`resnet_pl.data.shards`): the same rules apply.
         in_chans: the model's input channels (1 -> grayscale, 3 -> RGB, 4 -> RGBA).
         max_pixels: refuse images with more pixels than this (decompression-bomb guard);
             default Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89 M). Exceeding it is an error
@@ -111,6 +116,8 @@ def load_image(path: str | Path, in_chans: int, max_pixels: int | None = None) -
         ImageLoadError: the file is missing, empty, not an image, truncated, too large or in a
             mode that cannot be converted; the message is one line.
     """
+    if isinstance(path, bytes | bytearray | memoryview):
+        return decode_image(bytes(path), in_chans, max_pixels)
     path = Path(path)
     try:
         empty = path.stat().st_size == 0

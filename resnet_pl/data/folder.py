@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from resnet_pl.data.decode import IMAGE_SUFFIXES, load_image
 from resnet_pl.data.errors import BadDataError, DataNotFoundError, ImageLoadError
-from resnet_pl.data.transforms import eval_geometry
+from resnet_pl.data.transforms import eval_geometry, train_geometry
 from resnet_pl.limits import fs_text
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,11 @@ class ImageFileDataset(Dataset[tuple[Tensor, int]]):
 
 
 def _check_files(
-    files: list[tuple[Path, int]], bad_files: str, skipped: list[str], in_chans: int
+    files: list[tuple[Path, int]],
+    bad_files: str,
+    skipped: list[str],
+    in_chans: int,
+    option: str = "--data.bad_files",
 ) -> list[tuple[Path, int]]:
     good = []
     for path, label in files:
@@ -125,13 +129,69 @@ def _check_files(
         except ImageLoadError as err:
             if bad_files == "error":
                 raise ImageLoadError(
-                    f"{err}. Remove or fix it, or use --data.bad_files skip to leave such "
-                    f"files out."
+                    f"{err}. Remove or fix it, or use {option} skip to leave such files out."
                 ) from None
             skipped.append(str(err))
             continue
         good.append((path, label))
     return good
+
+
+def list_split_samples(
+    info: dict[str, Any],
+    split: str,
+    bad_files: str,
+    skipped: list[str],
+    option: str = "--data.bad_files",
+) -> list[tuple[Path, int]]:
+    """``(file, class index)`` of ``split`` by the folder rules (empty training class folders
+    are not classes; every split uses the training classes), before any file is decoded.
+    Skipped folders are appended to ``skipped``; with ``bad_files="error"`` the first one
+    raises, naming ``option`` as the way to skip instead."""
+    classes: list[str] = info["classes"]
+    empty_train: list[str] = info.get("empty_classes", [])
+    index = {c: i for i, c in enumerate(classes)}
+    per_class = info["splits"].get(split)
+    if per_class is None:
+        return []
+    out = []
+    for cls, files in per_class.items():
+        if split == "train" and cls in empty_train:
+            message = f"class folder {info['root']}/train/{cls} is empty"
+            if bad_files == "error":
+                raise BadDataError(
+                    f"{message}; add images or remove the folder (or use "
+                    f"{option} skip to leave it out)"
+                )
+            skipped.append(message + " (not used as a class)")
+            continue
+        if cls not in index:
+            if cls in empty_train and bad_files == "skip":
+                skipped.append(
+                    f"{len(files)} file(s) of {info['root']}/{split}/{cls} (no training "
+                    f"images for that class)"
+                )
+                continue
+            raise BadDataError(
+                f"class folder {split}/{cls} has no counterpart with images in train/; "
+                f"every split must use the training classes {classes}"
+            )
+        if not files:
+            message = f"class folder {info['root']}/{split}/{cls} is empty"
+            if bad_files == "error":
+                raise BadDataError(message)
+            skipped.append(message)
+        out += [(f, index[cls]) for f in files]
+    return out
+
+
+def hold_out(train: list[Any], val_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """``(train, val)``: ``round(len * val_fraction)`` items (at least 1) drawn with ``seed``
+    for validation, when a folder has no ``val/`` split."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(train), generator=g).tolist()
+    n_val = max(1, round(len(train) * val_fraction))
+    return [train[i] for i in perm[n_val:]], [train[i] for i in perm[:n_val]]
 
 
 def build_folder_datasets(
@@ -146,46 +206,11 @@ def build_folder_datasets(
     """Train/val/test datasets of uint8 images for the preprocessing config ``cfg``
     (``input_size``, ``crop_pct``, ``interpolation``: see :mod:`resnet_pl.data.transforms`).
     Every file is decoded once here so bad ones are found before training starts."""
-    from torchvision.transforms import v2
-
-    classes: list[str] = info["classes"]
-    empty_train: list[str] = info.get("empty_classes", [])
-    index = {c: i for i, c in enumerate(classes)}
     skipped: list[str] = []
     in_chans, image_size, _ = (int(v) for v in cfg["input_size"])
 
     def samples(split: str) -> list[tuple[Path, int]]:
-        per_class = info["splits"].get(split)
-        if per_class is None:
-            return []
-        out = []
-        for cls, files in per_class.items():
-            if split == "train" and cls in empty_train:
-                message = f"class folder {info['root']}/train/{cls} is empty"
-                if bad_files == "error":
-                    raise BadDataError(
-                        f"{message}; add images or remove the folder (or use "
-                        f"--data.bad_files skip to leave it out)"
-                    )
-                skipped.append(message + " (not used as a class)")
-                continue
-            if cls not in index:
-                if cls in empty_train and bad_files == "skip":
-                    skipped.append(
-                        f"{len(files)} file(s) of {info['root']}/{split}/{cls} (no training "
-                        f"images for that class)"
-                    )
-                    continue
-                raise BadDataError(
-                    f"class folder {split}/{cls} has no counterpart with images in train/; "
-                    f"every split must use the training classes {classes}"
-                )
-            if not files:
-                message = f"class folder {info['root']}/{split}/{cls} is empty"
-                if bad_files == "error":
-                    raise BadDataError(message)
-                skipped.append(message)
-            out += [(f, index[cls]) for f in files]
+        out = list_split_samples(info, split, bad_files, skipped)
         return _check_files(out, bad_files, skipped, in_chans)
 
     train = samples("train")
@@ -197,11 +222,7 @@ def build_folder_datasets(
             f"({len(skipped)} bad file(s) or empty folder(s) skipped)"
         )
     if not val and val_fraction > 0:
-        g = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(len(train), generator=g).tolist()
-        n_val = max(1, round(len(train) * val_fraction))
-        val = [train[i] for i in perm[:n_val]]
-        train = [train[i] for i in perm[n_val:]]
+        train, val = hold_out(train, val_fraction, seed)
     if skipped:
         log.warning(
             "skipped %d bad image file(s) or empty folder(s) (bad_files='skip'):\n  %s",
@@ -211,17 +232,7 @@ def build_folder_datasets(
     info["skipped_files"] = skipped
 
     eval_tf = eval_geometry(cfg)
-    train_tf = (
-        v2.Compose(
-            [
-                v2.ToImage(),
-                v2.RandomResizedCrop(image_size, antialias=True),
-                v2.RandomHorizontalFlip(),
-            ]
-        )
-        if augment
-        else eval_tf
-    )
+    train_tf = train_geometry(image_size) if augment else eval_tf
     return (
         ImageFileDataset(train, train_tf, in_chans),
         ImageFileDataset(val, eval_tf, in_chans) if val else None,

@@ -128,6 +128,16 @@ def eval_geometry(cfg: Mapping[str, Any]) -> v2.Compose:
     )
 
 
+def train_geometry(image_size: int, hflip: bool = True) -> v2.Compose:
+    """The per-image training geometry of decoded data (image folders and LitData shards):
+    a random resized crop to ``image_size`` and (``hflip``) a random horizontal flip, uint8 in
+    and out. It draws from torch's global generator (the streaming path seeds it per sample)."""
+    steps: list[Any] = [v2.ToImage(), v2.RandomResizedCrop(image_size, antialias=True)]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
 @functools.lru_cache(maxsize=32)
 def _norm_tensors(
     mean: tuple[float, ...], std: tuple[float, ...], device: torch.device

@@ -11,7 +11,8 @@ Each data path is its own module on a small shared base
 
 ``ImageDataModule(dataset=...)`` looks the name up in :data:`DATA_MODULES` and returns that
 module, so ``--data.dataset imagefolder --data.data_dir ...`` works on the command line. A new
-data path (a streaming module, say) is one entry there.
+data path is one entry there (``streaming``:
+:class:`~resnet_pl.lightning.streaming.StreamingDataModule`, LitData shards).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ _FOLDER = "resnet_pl.lightning.datamodules.folder:FolderDataModule"
 DATA_MODULES: dict[str, str] = {
     **{name: _TENSOR for name in SPECS},
     "imagefolder": _FOLDER,
+    # LitData shards written by `resnet-pl data optimize` (docs/data-at-scale.md).
+    "streaming": "resnet_pl.lightning.streaming:StreamingDataModule",
 }
 
 
@@ -88,7 +91,9 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
     """Image classification data for resnet-pl.
 
     Args:
-        dataset: one of ``mnist, fashion_mnist, cifar10, cifar100, svhn, imagefolder, fake``.
+        dataset: one of ``mnist, fashion_mnist, cifar10, cifar100, svhn, imagefolder, fake``,
+            or ``streaming`` (LitData shards at ``data_dir``, a folder or a bucket URL:
+            :class:`~resnet_pl.lightning.streaming.StreamingDataModule`).
         data_dir: where the data lies. MNIST/Fashion-MNIST: a folder of raw IDX files (``.gz`` or
             not) or torchvision's layout; Fashion-MNIST is also found where the Debian package
             ``dataset-fashion-mnist`` installs it. ``imagefolder``: a folder with ``train/``
@@ -127,6 +132,9 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
             before the crop), e.g. ``[[0, 20], [8, 28]]``. Epochs before the first entry and
             every evaluation use ``image_size``; end at ``image_size`` so the last epochs
             calibrate BatchNorm to the size the model is evaluated and deployed at.
+        cache_dir, max_cache_size, timeout: ``streaming`` only: where LitData keeps chunks
+            read from a bucket, its size budget (e.g. ``"200GB"``), and the seconds to wait for
+            a bucket's manifest (see ``docs/data-at-scale.md``).
     """
 
     # jsonargparse (and so LightningCLI) reads the options from __new__'s signature.
@@ -155,6 +163,9 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
         crop_pct: float | None = None,
         in_chans: int | None = None,
         train_size_schedule: Sequence[Sequence[int]] | None = None,
+        cache_dir: str | None = None,
+        max_cache_size: str | None = None,
+        timeout: float = 60.0,
     ) -> Any:
         options = {k: v for k, v in locals().items() if k not in ("cls", "__class__")}
         if cls is not ImageDataModule:  # a subclass of the front door: refused in __init__
@@ -183,18 +194,3 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
             f"module by dataset name; subclass the data path instead (TensorDataModule, "
             f"FolderDataModule or ImageDataBase from resnet_pl.lightning.datamodules)"
         )
-
-
-# jsonargparse (LightningCLI's parser) reads a class's options from ``__new__`` when the class
-# defines one; the front door's ``__new__`` takes ``*args, **kwargs``, so without this the CLI
-# had no --data.* options at all ("unrecognized arguments: --data.dataset fake").
-_init_sig = inspect.signature(ImageDataModule.__init__, eval_str=True)
-ImageDataModule.__new__.__signature__ = _init_sig.replace(  # type: ignore[attr-defined]
-    parameters=[
-        inspect.Parameter("cls", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        *list(_init_sig.parameters.values())[1:],
-    ]
-)
-ImageDataModule.__new__.__annotations__ = {
-    name: param.annotation for name, param in list(_init_sig.parameters.items())[1:]
-}
