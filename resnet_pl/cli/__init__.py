@@ -8,6 +8,7 @@ is imported only when its command runs, so ``resnet-pl hub list`` never imports 
 - ``fit | validate | test | predict``: :mod:`resnet_pl.cli.lightning` (LightningCLI)
 - ``hub``: :mod:`resnet_pl.cli.hub`
 - ``export`` / ``classify``: :mod:`resnet_pl.cli.deploy`
+- ``segment`` / ``detect``: :mod:`resnet_pl.cli.dense`
 - ``benchmark``: :mod:`resnet_pl.cli.benchmark`
 
 Options are spelled with underscores everywhere (``--data_dir``); the dashed spellings of earlier
@@ -64,6 +65,12 @@ COMMANDS: dict[str, Command] = {
         "main",
         "classify image files with a hub model, checkpoint or ONNX file",
         True,
+    ),
+    "segment": Command(
+        "resnet_pl.cli.dense", "main", "segment image files with a checkpoint: mask PNGs", True
+    ),
+    "detect": Command(
+        "resnet_pl.cli.dense", "main", "detect objects in image files: a JSON of boxes", True
     ),
     "benchmark": Command(
         "resnet_pl.cli.benchmark",

@@ -156,6 +156,18 @@ class VOCSegmentationDataModule(_DenseDataModule):
         if stage in ("test", "predict") and self.test_set is None:
             self.test_set = self._dataset(hp["test_split"], False)
 
+    @property
+    def input_size(self) -> list[int] | None:
+        """``(C, H, W)`` of the first image of the first split set up (what export uses as
+        its default input shape)."""
+        for ds in (self.train_set, self.val_set, self.test_set):
+            if ds is not None and len(ds):
+                from PIL import Image
+
+                with Image.open(ds.samples[0][0]) as image:
+                    return [self.in_chans, image.height, image.width]
+        return None
+
     def train_dataloader(self) -> DataLoader[Any]:
         assert self.train_set is not None
         return self._train_loader(self.train_set)

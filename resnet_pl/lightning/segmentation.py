@@ -42,8 +42,11 @@ class SegmentationTask(DenseTask):
         backbone_lr_scale: backbone learning rate = ``lr * backbone_lr_scale``.
         optimizer, lr, weight_decay, scheduler, warmup_epochs: the optimisation.
         model_kwargs: further ResNet options (``drop_path_rate`` ...).
-        class_names, mean, std: filled from the data module; saved for export and ``segment``.
+        class_names, mean, std, input_size: filled from the data module (``input_size``: the
+            first training image's ``(C, H, W)``); saved for export and ``segment``.
     """
+
+    from_data = ("class_names", "mean", "std", "input_size")
 
     def __init__(
         self,
@@ -68,6 +71,7 @@ class SegmentationTask(DenseTask):
         class_names: list[str] | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        input_size: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if head not in ("deeplabv3", "fcn"):
