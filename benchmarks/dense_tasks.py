@@ -2,7 +2,7 @@
 epochs, each trained from its committed config through ``resnet-pl fit`` and measured on the
 test split with ``resnet-pl test`` (best validation checkpoint).
 
-    python -m benchmarks.dense_tasks                       # generate scenes if missing, train, report
+    python -m benchmarks.dense_tasks       # generate scenes if missing, train, report
     python -m benchmarks.dense_tasks --tasks segmentation --seg_epochs 2   # a quicker look
     python -m benchmarks.dense_tasks --report_only RUN_ROOT  # redo JSON/plots from finished runs
 
@@ -29,7 +29,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-CONFIGS = {"segmentation": "configs/scenes_segmentation.yaml", "detection": "configs/scenes_detection.yaml"}
+CONFIGS = {
+    "segmentation": "configs/scenes_segmentation.yaml",
+    "detection": "configs/scenes_detection.yaml",
+}
 METRIC = {"segmentation": "miou", "detection": "map"}
 SCRATCH = ["--model.init_args.arch", "resnet20", "--model.init_args.pretrained", "false"]
 
@@ -95,8 +98,8 @@ def collect(run: dict[str, Any]) -> dict[str, Any]:
     test_rows = _read_csv(Path(run["test_dir"]) / "metrics.csv")
     test = {k: round(float(v), 4) for row in test_rows for k, v in row.items()
             if k.startswith("test_") and v}  # fmt: skip
-    return {**run, "val_curve": curve,
-            "best_val": max((c[f"val_{key}"] for c in curve), default=None), "test": test}  # fmt: skip
+    best = max((c[f"val_{key}"] for c in curve), default=None)
+    return {**run, "val_curve": curve, "best_val": best, "test": test}
 
 
 def plot_curves(runs: list[dict[str, Any]], out: Path) -> None:

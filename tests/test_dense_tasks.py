@@ -162,15 +162,18 @@ def test_augmentations_move_masks_and_boxes_with_the_image(scenes: Path) -> None
         torch.manual_seed(seed)
         x, m = aug[1]
         x0, m0 = plain[1]
-        # Labelled pixels are exactly the item pixels after the same flip/crop, with nothing
+        # Item pixels land only on labelled pixels (the canvas outside the silhouettes is
+        # black), so a mask moved differently from its image would show here; nothing is
         # interpolated: the mask's values are still the original classes.
-        assert torch.equal(m > 0, x[0] > x0.min()) or torch.equal((m > 0) & (x[0] <= x0.min()), torch.zeros_like(m, dtype=torch.bool))
+        background = x0.min()
+        assert not ((x[0] > background) & (m == 0)).any()
+        assert (x[0][m > 0] > background).float().mean() > 0.8
         assert set(m.unique().tolist()) <= set(m0.unique().tolist())
         moved += int(not torch.equal(m, m0))
         torch.manual_seed(seed)
         img, target = coco_aug[1]
-        for box, label in zip(target["boxes"], target["labels"], strict=True):
-            x0b, y0b, x1b, y1b = (int(round(float(v))) for v in box)
+        for box in target["boxes"]:
+            x0b, y0b, x1b, y1b = (round(float(v)) for v in box)
             # every box still frames pixels of its item
             assert (img[0, y0b:y1b, x0b:x1b] > 0).any()
         assert len(target["boxes"]) <= len(coco_plain[1][1]["boxes"])
@@ -186,7 +189,9 @@ def test_flip_maps_mask_and_box_exactly(scenes: Path) -> None:
     flip = v2.RandomHorizontalFlip(p=1.0)
     img_t = tv_tensors.Image((image * 255).round().to(torch.uint8))
     boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(32, 32))
-    mask = tv_tensors.Mask(torch.from_numpy(read_mask(scenes / "SegmentationClass/train_00000.png")))
+    mask = tv_tensors.Mask(
+        torch.from_numpy(read_mask(scenes / "SegmentationClass/train_00000.png"))
+    )
     f_img, f_boxes, f_mask = flip(img_t, boxes, mask)
     assert torch.equal(f_img, img_t.flip(-1)) and torch.equal(f_mask, mask.flip(-1))
     expected = target["boxes"].clone()

@@ -149,8 +149,9 @@ class CocoDetection(Dataset[tuple[Tensor, dict[str, Tensor]]]):
                 bad("box outside image", f"annotation {ann.get('id')} of {entry['path'].name}: box "
                     f"{ann['bbox']} lies outside the {W:g}x{H:g} image")  # fmt: skip
                 continue
-            entry["anns"].append((x, y, x + w, y + h, label_of[int(ann["category_id"])],
-                                  int(ann.get("iscrowd", 0)), float(ann.get("area", w * h))))  # fmt: skip
+            label = label_of[int(ann["category_id"])]
+            crowd, area = int(ann.get("iscrowd", 0)), float(ann.get("area", w * h))
+            entry["anns"].append((x, y, x + w, y + h, label, crowd, area))
         self.samples = []
         for image_id, entry in images.items():
             if not entry["anns"] and empty_images == "skip":
@@ -199,7 +200,9 @@ def _image_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
-def detection_transform(train: bool, hflip: bool = True, crop_padding: int = 0) -> Callable[..., Any]:
+def detection_transform(
+    train: bool, hflip: bool = True, crop_padding: int = 0
+) -> Callable[..., Any]:
     """``transforms.v2`` for ``(Image, target)``: training flips horizontally (and, with
     ``crop_padding``, shifts by up to that many pixels); boxes move with the image, boxes left
     with no area are dropped with their labels (``SanitizeBoundingBoxes``)."""

@@ -45,7 +45,11 @@ SILHOUETTE_THRESHOLD = 8  # item pixels above this (of 255) belong to its silhou
 SPLITS = ("train", "val", "test")
 _SPLIT_ID = {"train": 0, "val": 1, "test": 2}
 # (Fashion-MNIST split, first item, end) each scene split draws from.
-_SOURCES = {"train": ("train", 0, 50_000), "val": ("train", 50_000, 60_000), "test": ("test", 0, 10_000)}
+_SOURCES = {
+    "train": ("train", 0, 50_000),
+    "val": ("train", 50_000, 60_000),
+    "test": ("test", 0, 10_000),
+}
 SEGMENTATION_CLASSES = ("background", *FASHION_MNIST_CLASSES)
 IGNORE_INDEX = 255
 
@@ -94,7 +98,9 @@ class Scene:
     areas: list[int]
 
 
-def compose(items: np.ndarray, labels: np.ndarray, cfg: SceneConfig, rng: np.random.Generator) -> Scene:
+def compose(
+    items: np.ndarray, labels: np.ndarray, cfg: SceneConfig, rng: np.random.Generator
+) -> Scene:
     """One scene from a pool of items (``(N, 28, 28)`` uint8) and their labels."""
     size = cfg.size
     count = int(rng.integers(cfg.min_items, cfg.max_items + 1))
@@ -175,7 +181,9 @@ def generate(
             continue
         source, start, end = _SOURCES[split]
         items, labels = load_fashion_mnist(source, n=end - start, start=start, data_dir=data_dir)
-        names, images, annotations = [], [], []
+        names: list[str] = []
+        images: list[dict] = []
+        annotations: list[dict] = []
         for i in range(n):
             rng = np.random.default_rng([cfg.seed, _SPLIT_ID[split], i])
             scene = compose(items, labels, cfg, rng)

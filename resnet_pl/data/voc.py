@@ -84,7 +84,9 @@ def check_mask(
     values = np.unique(mask)
     bad = [int(v) for v in values if not (0 <= v < num_classes or v == ignore_index)]
     if bad:
-        allowed = f"0..{num_classes - 1}" + (f" or {ignore_index}" if ignore_index is not None else "")
+        allowed = f"0..{num_classes - 1}" + (
+            f" or {ignore_index}" if ignore_index is not None else ""
+        )
         raise MaskError(
             f"{path}: mask values {bad[:5]} are outside the classes ({allowed}); fix the mask or "
             "set num_classes / ignore_index"
@@ -132,7 +134,9 @@ class VOCSegmentation(Dataset[tuple[Tensor, Tensor]]):
                 f"{image_dir} is not a folder; a VOC-layout root holds JPEGImages/ and "
                 "SegmentationClass/ (python -m resnet_pl.data.scenes writes one)"
             )
-        by_stem = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        by_stem = {
+            p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+        }
         if split is None:
             names = sorted(by_stem)
         else:
@@ -149,7 +153,9 @@ class VOCSegmentation(Dataset[tuple[Tensor, Tensor]]):
                     raise BadDataError(f"{image_dir}/{name}.*: image named in the split is missing")
                 mask_path = mask_dir / f"{name}.png"
                 if not mask_path.is_file():
-                    raise MaskError(f"{image_path}: image has no annotation ({mask_path} is missing)")
+                    raise MaskError(
+                        f"{image_path}: image has no annotation ({mask_path} is missing)"
+                    )
                 check_mask(read_mask(mask_path), _image_size(image_path), num_classes, ignore_index,
                            mask_path)  # fmt: skip
                 self.samples.append((image_path, mask_path))
@@ -206,9 +212,7 @@ def segmentation_transform(
         if hflip:
             steps.append(v2.RandomHorizontalFlip())
         if size is not None or crop_padding:
-            steps.append(
-                _PaddedRandomCrop(size, crop_padding)
-            )
+            steps.append(_PaddedRandomCrop(size, crop_padding))
     elif size is not None:
         steps.append(v2.CenterCrop(size))
     return v2.Compose(steps) if steps else v2.Identity()

@@ -139,7 +139,7 @@ class DenseTask(L.LightningModule):
             value = getattr(dm, key, None)
             if self.hparams.get(key) is None and value is not None:
                 self.hparams[key] = list(value)
-                self._hparams_initial[key] = list(value)  # type: ignore[index]
+                self._hparams_initial[key] = list(value)  # type: ignore[index,operator,assignment]
 
 
 class _WarmupCosine:

@@ -119,7 +119,7 @@ class VOCSegmentationDataModule(_DenseDataModule):
         for key, value in (("num_classes", self.num_classes), ("class_names", self.class_names)):
             # Resolved values, so the logged hparams agree with the task's.
             self.hparams[key] = value
-            self._hparams_initial[key] = value  # type: ignore[index]
+            self._hparams_initial[key] = value  # type: ignore[attr-defined]
         self.in_chans, self.ignore_index = in_chans, ignore_index
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import torch
 from torch import Tensor, nn
 
 from resnet_pl.lightning.dense import DenseOptimizer, DenseSchedule, DenseTask
@@ -88,7 +87,7 @@ class DetectionTask(DenseTask):
         self._build()
         # The normalisation the detector really applies (its transform's), so a reload and
         # ``resnet-pl detect`` use the same.
-        transform = self.model.transform  # type: ignore[union-attr]
+        transform: Any = self.model.transform
         for key, value in (("mean", transform.image_mean), ("std", transform.image_std)):
             self.hparams[key] = [float(v) for v in value]
 
@@ -138,7 +137,10 @@ class DetectionTask(DenseTask):
         metric = self.val_map if stage == "val" else self.test_map
         metric.update(
             [{k: p[k] for k in ("boxes", "scores", "labels")} for p in preds],
-            [{"boxes": t["boxes"], "labels": t["labels"], "iscrowd": t["iscrowd"]} for t in targets],
+            [
+                {"boxes": t["boxes"], "labels": t["labels"], "iscrowd": t["iscrowd"]}
+                for t in targets
+            ],
         )
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -160,7 +162,9 @@ class DetectionTask(DenseTask):
             self.log(f"{stage}_{key}", values[key].float(), prog_bar=key in ("map", "map_50"))
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
-        images = batch[0] if isinstance(batch, list | tuple) and isinstance(batch[0], list) else batch
+        images = (
+            batch[0] if isinstance(batch, list | tuple) and isinstance(batch[0], list) else batch
+        )
         names = self.class_names
         out = []
         for det in self(images):
