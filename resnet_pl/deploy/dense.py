@@ -96,14 +96,21 @@ def load_dense_checkpoint(path: str | Path) -> DenseModel:
             f"{ck.path} is a classifier checkpoint, not a segmentation/detection one; use "
             "resnet-pl classify"
         )
-    if task == "segmentation":
-        from resnet_pl.lightning.segmentation import build_segmentation_model
+    from resnet_pl import backbones
 
-        model = build_segmentation_model(hp)
-    else:
-        from resnet_pl.lightning.detection import build_detection_model
-
-        model = build_detection_model(hp)
+    build = (
+        backbones.segmentation_from_hparams
+        if task == "segmentation"
+        else backbones.detection_from_hparams
+    )
+    try:
+        model: nn.Module = build(hp)
+    except (TypeError, ValueError, KeyError) as err:
+        if isinstance(err, ResNetPLError):
+            raise
+        raise CheckpointError(
+            f"{ck.path}: cannot rebuild the {task} model from its hyperparameters ({err})"
+        ) from None
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in ck.state.items()}
     try:
         model.load_state_dict(state, strict=True)

@@ -187,35 +187,13 @@ class DetectionTask(DenseTask):
 
 
 def build_detection_model(hp: Mapping[str, Any]) -> nn.Module:
-    """The detector a :class:`DetectionTask` with hyperparameters ``hp`` trains (also used to
-    rebuild it from a checkpoint for ``resnet-pl detect``)."""
+    """The detector a :class:`DetectionTask` with hyperparameters ``hp`` trains
+    (:func:`resnet_pl.backbones.detection_from_hparams`), bad options as one
+    :class:`ConfigError`."""
     from resnet_pl import backbones
 
-    kwargs: dict[str, Any] = {
-        "num_classes": hp["num_classes"] + 1,
-        "pretrained_backbone": hp["pretrained"],
-        "trainable_layers": hp["trainable_layers"],
-        "returned_layers": hp.get("returned_layers"),
-        "backbone_kwargs": {
-            "out_channels": hp["fpn_channels"],
-            "in_chans": hp["in_chans"],
-            **(hp.get("model_kwargs") or {}),
-        },
-        "detections_per_img": hp["box_detections_per_img"],
-    }
-    if hp["detector"] == "fasterrcnn":
-        kwargs["box_score_thresh"] = hp["box_score_thresh"]
-        kwargs["box_detections_per_img"] = kwargs.pop("detections_per_img")
-    else:
-        kwargs["score_thresh"] = hp["box_score_thresh"]
-    if hp["image_size"] is not None:
-        kwargs["min_size"] = kwargs["max_size"] = hp["image_size"]
-    if hp["mean"] is not None and hp["std"] is not None:
-        kwargs["image_mean"], kwargs["image_std"] = list(hp["mean"]), list(hp["std"])
-    kwargs.update(hp.get("detector_kwargs") or {})
-    builder = getattr(backbones, hp["detector"])
     try:
-        return builder(hp["arch"], **kwargs)
+        return backbones.detection_from_hparams(hp)
     except (TypeError, ValueError) as err:
         if type(err) not in (TypeError, ValueError):
             raise

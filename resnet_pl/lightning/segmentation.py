@@ -168,23 +168,13 @@ class SegmentationTask(DenseTask):
 
 
 def build_segmentation_model(hp: Mapping[str, Any]) -> nn.Module:
-    """The network a :class:`SegmentationTask` with hyperparameters ``hp`` trains (also used
-    to rebuild it from a checkpoint for export and ``resnet-pl segment``)."""
+    """The network a :class:`SegmentationTask` with hyperparameters ``hp`` trains
+    (:func:`resnet_pl.backbones.segmentation_from_hparams`), bad options as one
+    :class:`ConfigError`."""
     from resnet_pl import backbones
 
-    common = {
-        "num_classes": hp["num_classes"],
-        "output_stride": hp.get("output_stride"),
-        "aux_loss": hp.get("aux_loss", False),
-        "pretrained_backbone": hp.get("pretrained", False),
-        "in_chans": hp.get("in_chans", 1),
-        **dict(hp.get("model_kwargs") or {}),
-    }
     try:
-        if hp.get("head", "deeplabv3") == "deeplabv3":
-            rates = tuple(hp.get("atrous_rates") or (2, 4, 6))
-            return backbones.deeplabv3(hp["arch"], atrous_rates=rates, **common)
-        return backbones.fcn(hp["arch"], **common)
+        return backbones.segmentation_from_hparams(hp)
     except (TypeError, ValueError) as err:
         if type(err) not in (TypeError, ValueError):
             raise  # our own, more specific errors (weights, data)
