@@ -95,9 +95,11 @@ def collect(run: dict[str, Any]) -> dict[str, Any]:
     for row in _read_csv(Path(run["fit_dir"]) / "metrics.csv"):
         if row.get(f"val_{key}"):
             curve.append({"epoch": int(row["epoch"]) + 1, f"val_{key}": float(row[f"val_{key}"])})
-    test_rows = _read_csv(Path(run["test_dir"]) / "metrics.csv")
-    test = {k: round(float(v), 4) for row in test_rows for k, v in row.items()
-            if k.startswith("test_") and v}  # fmt: skip
+    test: dict[str, float] = {}
+    if run.get("test_dir"):
+        test_rows = _read_csv(Path(run["test_dir"]) / "metrics.csv")
+        test = {k: round(float(v), 4) for row in test_rows for k, v in row.items()
+                if k.startswith("test_") and v}  # fmt: skip
     best = max((c[f"val_{key}"] for c in curve), default=None)
     return {**run, "val_curve": curve, "best_val": best, "test": test}
 
@@ -144,6 +146,8 @@ def plot_predictions(runs: list[dict[str, Any]], data: Path, out: Path, n: int =
     palette = np.array(voc_palette(), np.uint8).reshape(-1, 3)
     by = {(r["task"], r["arm"]): r for r in runs}
     seg, det = by.get(("segmentation", "pretrained")), by.get(("detection", "pretrained"))
+    seg = seg if seg and seg.get("best_checkpoint") else None
+    det = det if det and det.get("best_checkpoint") else None
     cols = 2 + (seg is not None) + (det is not None)
     fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 2.2 * n), squeeze=False)
     seg_out = det_out = None
@@ -193,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seg_epochs", type=int, default=8)
     p.add_argument("--det_epochs", type=int, default=8)
     p.add_argument("--run_root", type=Path, default=None)
-    p.add_argument("--report_only", type=Path, default=None, help="a run root already trained")
+    p.add_argument("--report_only", type=Path, nargs="+", default=None,
+                   help="run roots already trained (their runs.json, plus arms still running, "
+                   "reported as unfinished)")  # fmt: skip
     args = p.parse_args(argv)
     if not (args.data / "scenes.json").is_file():
         from resnet_pl.data.scenes import main as scenes_main
@@ -201,8 +207,24 @@ def main(argv: list[str] | None = None) -> int:
         scenes_main([str(args.data), "--n_train", "400", "--n_val", "100", "--n_test", "100"])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if args.report_only is not None:
-        run_root = args.report_only
-        runs = json.loads((run_root / "runs.json").read_text())
+        runs = []
+        for root in args.report_only:
+            listed = (
+                json.loads((root / "runs.json").read_text())
+                if (root / "runs.json").is_file()
+                else []
+            )
+            runs += listed
+            done = {f"{r['task']}-{r['arm']}" for r in listed}
+            for task in CONFIGS:
+                for arm in ("pretrained", "scratch"):
+                    name = f"{task}-{arm}"
+                    if name not in done and (root / name).is_dir():
+                        runs.append({"task": task, "arm": arm, "finished": False,
+                                     "fit_dir": str(_version_dir(root / name)),
+                                     "best_checkpoint": None, "test_dir": None,
+                                     "note": "still training when reported: validation "
+                                     "curve so far, no test run"})  # fmt: skip
     else:
         run_root = args.run_root or ROOT / "runs" / f"dense_tasks-{stamp}"
         run_root.mkdir(parents=True, exist_ok=True)
@@ -234,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     plot_predictions(runs, args.data, RESULTS / "dense_tasks-predictions.png")
     for r in runs:
         key = METRIC[r["task"]]
-        print(f"{r['task']:<13} {r['arm']:<10} best val_{key} {r['best_val']:.4f}  "
-              f"test_{key} {r['test'].get(f'test_{key}')}  fit {r['fit_wall_s']} s")  # fmt: skip
+        test = r["test"].get(f"test_{key}")
+        print(f"{r['task']:<13} {r['arm']:<10} best val_{key} {r['best_val']}  "
+              f"test_{key} {test}  fit {r.get('fit_wall_s')} s")  # fmt: skip
     print(f"wrote {out}")
     return 0
 

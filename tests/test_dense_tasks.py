@@ -239,6 +239,19 @@ def test_detection_map_on_hand_made_predictions() -> None:
 
 
 # ---- CLI end to end -----------------------------------------------------------------------------
+def test_cli_takes_dense_tasks_only_when_named() -> None:
+    from resnet_pl.cli.lightning import names_dense_task
+
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    for name in ("scenes_segmentation", "scenes_detection"):
+        assert names_dense_task(["fit", "--config", str(configs / f"{name}.yaml")])
+    assert not names_dense_task(["fit", "--config", str(configs / "fashion_mnist_fast.yaml")])
+    assert names_dense_task(["fit", "--model", "SegmentationTask"])
+    assert names_dense_task(["fit", "--model=resnet_pl.lightning.detection.DetectionTask"])
+    assert not names_dense_task(["fit", "--model", "DistillationClassifier"])
+    assert not names_dense_task(["fit", "--model.arch", "resnet20"])
+
+
 def _tiny_config(tmp_path: Path, scenes: Path, task: str) -> Path:
     import yaml
 
