@@ -42,10 +42,11 @@ class DetectionTask(DenseTask):
         image_size: the detector's internal resize (``min_size = max_size``); set it to the
             images' size to keep them as they are. ``None``: torchvision's 800/1333.
         box_score_thresh, box_detections_per_img: post-processing.
-        model_kwargs: further ResNet options; detector_kwargs: further options of torchvision's
-            detector class (e.g. ``box_batch_size_per_image``, ``rpn_post_nms_top_n_train``).
-        freeze_backbone, backbone_lr_scale, optimizer, lr, weight_decay, scheduler,
-        warmup_epochs: as :class:`~resnet_pl.lightning.segmentation.SegmentationTask`.
+        model_kwargs: further ResNet options.
+        detector_kwargs: further options of torchvision's detector class (e.g.
+            ``box_batch_size_per_image``, ``rpn_post_nms_top_n_train``).
+        freeze_backbone, backbone_lr_scale, optimizer, lr, weight_decay, scheduler: as
+            :class:`~resnet_pl.lightning.segmentation.SegmentationTask` (also ``warmup_epochs``).
         class_names, mean, std: filled from the data; ``mean``/``std`` also normalise inside
             the detector (default: the pretrained weights', else 0.5).
     """
