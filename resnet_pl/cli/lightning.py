@@ -305,7 +305,7 @@ def _checkpoint_class_path(path: Path) -> str | None:
     import torch
 
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
         hp = ckpt.get("hyper_parameters") or {}
     except Exception:  # reported by ResNetCLI._parse_ckpt_path, one line
         return None
