@@ -89,7 +89,10 @@ def load_dense_checkpoint(path: str | Path) -> DenseModel:
         CheckpointError: unreadable, untrusted, or not a dense task's checkpoint.
     """
     ck = read_checkpoint(path)
-    hp = dict(ck.hparams)
+    # The reader flattens mapping-valued hyperparameters (the classifier's groups); the dense
+    # tasks' own mappings (``detector_kwargs``, ``model_kwargs``) are read as saved.
+    raw = torch.load(str(ck.path), map_location="cpu", weights_only=True, mmap=True)
+    hp = dict(raw.get("hyper_parameters") or ck.hparams)
     task = dense_task_of(hp)
     if task is None:
         raise CheckpointError(
