@@ -21,7 +21,7 @@ See docs/backbones.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -49,12 +49,14 @@ __all__ = [
     "anchor_generator",
     "create_backbone",
     "deeplabv3",
+    "detection_from_hparams",
     "fasterrcnn",
     "fcn",
     "fcos",
     "fpn_backbone",
     "maskrcnn",
     "retinanet",
+    "segmentation_from_hparams",
 ]
 
 # torchvision's GeneralizedRCNNTransform defaults, used for 3-channel inputs without a cfg.
@@ -509,3 +511,57 @@ def fcn(
     )
     aux = FCNHead(aux_chs, num_classes) if aux_chs is not None else None
     return FCN(body, FCNHead(chs, num_classes), aux)
+
+
+# --------------------------------------------------------------------------------------------
+# From the plain hyperparameters of the Lightning tasks (training, checkpoints, deployment)
+# --------------------------------------------------------------------------------------------
+def segmentation_from_hparams(hp: Mapping[str, Any]) -> DeepLabV3 | FCN:
+    """The model :class:`~resnet_pl.lightning.segmentation.SegmentationTask` trains, from its
+    hyperparameters (``arch``, ``num_classes``, ``in_chans``, ``pretrained``, ``head``,
+    ``output_stride``, ``atrous_rates``, ``aux_loss``, ``model_kwargs``). Training and
+    deployment (``resnet-pl export`` / ``segment``) both build it here."""
+    common: dict[str, Any] = {
+        "num_classes": int(hp["num_classes"]),
+        "output_stride": hp.get("output_stride"),
+        "aux_loss": bool(hp.get("aux_loss", False)),
+        "pretrained_backbone": bool(hp.get("pretrained", False)),
+        "in_chans": int(hp.get("in_chans", 3)),
+        **dict(hp.get("model_kwargs") or {}),
+    }
+    if hp.get("head", "deeplabv3") == "deeplabv3":
+        rates = tuple(hp.get("atrous_rates") or (12, 24, 36))
+        return deeplabv3(str(hp["arch"]), atrous_rates=rates, **common)
+    return fcn(str(hp["arch"]), **common)
+
+
+def detection_from_hparams(hp: Mapping[str, Any]) -> FasterRCNN | RetinaNet | FCOS:
+    """The detector :class:`~resnet_pl.lightning.detection.DetectionTask` trains, from its
+    hyperparameters (``num_classes`` counts object categories; one more output is added for
+    the background). Training and ``resnet-pl detect`` both build it here."""
+    detector = hp.get("detector", "fasterrcnn")
+    builders = {"fasterrcnn": fasterrcnn, "retinanet": retinanet, "fcos": fcos}
+    if detector not in builders:
+        raise ValueError(f"detector must be one of {sorted(builders)}, got {detector!r}")
+    kwargs: dict[str, Any] = {
+        "num_classes": int(hp["num_classes"]) + 1,
+        "pretrained_backbone": bool(hp.get("pretrained", False)),
+        "trainable_layers": hp.get("trainable_layers"),
+        "returned_layers": hp.get("returned_layers"),
+        "backbone_kwargs": {
+            "out_channels": int(hp.get("fpn_channels", 256)),
+            "in_chans": int(hp.get("in_chans", 3)),
+            **dict(hp.get("model_kwargs") or {}),
+        },
+    }
+    thresh, per_img = hp.get("box_score_thresh", 0.05), hp.get("box_detections_per_img", 100)
+    if detector == "fasterrcnn":
+        kwargs.update(box_score_thresh=thresh, box_detections_per_img=per_img)
+    else:
+        kwargs.update(score_thresh=thresh, detections_per_img=per_img)
+    if hp.get("image_size") is not None:
+        kwargs["min_size"] = kwargs["max_size"] = int(hp["image_size"])
+    if hp.get("mean") is not None and hp.get("std") is not None:
+        kwargs["image_mean"], kwargs["image_std"] = list(hp["mean"]), list(hp["std"])
+    kwargs.update(dict(hp.get("detector_kwargs") or {}))
+    return builders[detector](str(hp["arch"]), **kwargs)  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ is imported only when its command runs, so ``resnet-pl hub list`` never imports 
 - ``hub``: :mod:`resnet_pl.cli.hub`
 - ``export`` / ``classify``: :mod:`resnet_pl.cli.deploy`
 - ``serve``: :mod:`resnet_pl.cli.serve`
+- ``segment`` / ``detect``: :mod:`resnet_pl.cli.dense`
 - ``benchmark``: :mod:`resnet_pl.cli.benchmark`
 - ``data``: :mod:`resnet_pl.cli.data` (LitData shards)
 
@@ -74,6 +75,12 @@ COMMANDS: dict[str, Command] = {
     ),
     "data": Command(
         "resnet_pl.cli.data", "main", "datasets at scale: optimize a folder into LitData shards"
+    ),
+    "segment": Command(
+        "resnet_pl.cli.dense", "main", "segment image files with a checkpoint: mask PNGs", True
+    ),
+    "detect": Command(
+        "resnet_pl.cli.dense", "main", "detect objects in image files: a JSON of boxes", True
     ),
     "benchmark": Command(
         "resnet_pl.cli.benchmark",

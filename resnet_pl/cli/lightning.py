@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -174,7 +175,8 @@ class ResNetCLI(LightningCLI):
         hparams.pop("_instantiator", None)
         if not hparams:
             return
-        hparams, _ = migrate_flat(hparams)
+        if not _is_dense_task(hparams.get("_class_path")):  # dense tasks were never flat
+            hparams, _ = migrate_flat(hparams)
         if "_class_path" in hparams:
             hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
         subcommand = self.config.subcommand
@@ -259,30 +261,86 @@ def names_model_class(argv: list[str]) -> bool:
     return False
 
 
-def _config_names_class(path: Path) -> bool:
+def _config_model(path: Path) -> Any:
     import yaml
 
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False  # LightningCLI reports an unreadable config itself
+        return None  # LightningCLI reports an unreadable config itself
     if isinstance(config, dict) and isinstance(config.get("fit"), dict) and "model" not in config:
         config = config["fit"]
-    model = config.get("model") if isinstance(config, dict) else None
+    return config.get("model") if isinstance(config, dict) else None
+
+
+def _config_names_class(path: Path) -> bool:
+    model = _config_model(path)
     return isinstance(model, dict) and "class_path" in model
 
 
-def _checkpoint_names_class(path: Path) -> bool:
-    if not path.is_file():
+# Short names of the dense tasks (a config may also give the full import path).
+DENSE_TASKS = {
+    "SegmentationTask": "resnet_pl.lightning.segmentation.SegmentationTask",
+    "DetectionTask": "resnet_pl.lightning.detection.DetectionTask",
+}
+
+
+def _is_dense_task(class_path: Any) -> bool:
+    """Whether ``class_path`` names a :class:`~resnet_pl.lightning.dense.DenseTask` subclass."""
+    if not isinstance(class_path, str) or not class_path:
         return False
+    if class_path in DENSE_TASKS or class_path in DENSE_TASKS.values():
+        return True
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    from resnet_pl.lightning.dense import DenseTask
+
+    return isinstance(cls, type) and issubclass(cls, DenseTask)
+
+
+def names_dense_task(argv: list[str]) -> bool:
+    """Whether a command trains or evaluates a dense task (segmentation, detection): a
+    ``--config`` whose ``model.class_path`` names one, ``--model SegmentationTask`` /
+    ``DetectionTask``, or a ``--ckpt_path`` written by one. The CLI then takes any
+    ``DenseTask`` as the model and any LightningDataModule (``data: class_path: ...``)."""
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg.startswith("--model="):
+            value, arg = arg.split("=", 1)[1], "--model"
+        if arg == "--model" and _is_dense_task(value):
+            return True
+        if arg in ("--config", "-c") or arg.startswith("--config="):
+            path = arg.split("=", 1)[1] if "=" in arg else value
+            model = _config_model(Path(path))
+            if isinstance(model, dict) and _is_dense_task(model.get("class_path")):
+                return True
+        if arg == "--ckpt_path" or arg.startswith("--ckpt_path="):
+            path = arg.split("=", 1)[1] if "=" in arg else value
+            if _is_dense_task(_checkpoint_class_path(Path(path))):
+                return True
+    return False
+
+
+def _checkpoint_names_class(path: Path) -> bool:
+    return _checkpoint_class_path(path) is not None
+
+
+def _checkpoint_class_path(path: Path) -> str | None:
+    if not path.is_file():
+        return None
     import torch
 
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
         hp = ckpt.get("hyper_parameters") or {}
     except Exception:  # reported by ResNetCLI._parse_ckpt_path, one line
-        return False
-    return isinstance(hp, dict) and "_class_path" in hp
+        return None
+    return str(hp["_class_path"]) if isinstance(hp, dict) and "_class_path" in hp else None
 
 
 # Sections of a --config file and the YAML types each may have (model: a class name too).
@@ -476,8 +534,8 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 def cli_main(
     args: list[str] | None = None,
     *,
-    model_class: type[ResNetClassifier] = ResNetClassifier,
-    datamodule_class: type[ImageDataModule] = ImageDataModule,
+    model_class: type[L.LightningModule] = ResNetClassifier,
+    datamodule_class: type[L.LightningDataModule] = ImageDataModule,
     run: bool = True,
     exit_on_error: bool = True,
 ) -> ResNetCLI:
@@ -488,27 +546,44 @@ def cli_main(
     ``exit_on_error=False`` raises ``jsonargparse.ArgumentError`` for a bad option instead of
     printing the usage and exiting. Flat model options of before the grouping
     (``--model.lr``, ``model: {lr: ...}`` in a config) are renamed with a deprecation line
-    (:func:`migrate_argv`)."""
-    args = migrate_argv(sys.argv[1:] if args is None else list(args))
+    (:func:`migrate_argv`).
+
+    A command that names a dense task (:func:`names_dense_task`: ``model: class_path:
+    resnet_pl.lightning.segmentation.SegmentationTask`` in a config) runs with
+    :class:`~resnet_pl.lightning.dense.DenseTask` as the model's base class and any
+    LightningDataModule given by ``data: class_path: ...`` (its options are its own: no
+    migration applies)."""
+    argv = list(sys.argv[1:] if args is None else args)
+    dense = model_class is ResNetClassifier and names_dense_task(argv)
+    if dense:
+        from resnet_pl.lightning.dense import DenseTask
+        from resnet_pl.lightning.detection import DetectionTask  # noqa: F401 (short name)
+        from resnet_pl.lightning.segmentation import SegmentationTask  # noqa: F401 (short name)
+
+        model_class, datamodule_class = DenseTask, L.LightningDataModule
+    else:
+        argv = migrate_argv(argv)
     with warnings.catch_warnings():
         # The renamed args differ from sys.argv on purpose.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        return _make_cli(args, model_class, datamodule_class, run, exit_on_error)
+        return _make_cli(argv, model_class, datamodule_class, run, exit_on_error, dense)
 
 
 def _make_cli(
     args: list[str],
-    model_class: type[ResNetClassifier],
-    datamodule_class: type[ImageDataModule],
+    model_class: type[L.LightningModule],
+    datamodule_class: type[L.LightningDataModule],
     run: bool,
     exit_on_error: bool,
+    dense: bool = False,
 ) -> ResNetCLI:
     return ResNetCLI(
         model_class,
         datamodule_class,
         args=args,  # type: ignore[arg-type]
         run=run,
-        subclass_mode_model=names_model_class(args),
+        subclass_mode_data=dense,
+        subclass_mode_model=dense or names_model_class(args),
         save_config_callback=AtomicSaveConfigCallback,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},

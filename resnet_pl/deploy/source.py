@@ -65,6 +65,16 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     """Rebuild the network of a resnet-pl Lightning checkpoint (read by the one checkpoint
     reader, :func:`resnet_pl.hub.checkpoint.read_checkpoint`), loaded strictly, in eval mode."""
     ck = read_checkpoint(path)
+    from resnet_pl.deploy.dense import dense_task_of
+
+    task = dense_task_of(ck.hparams)
+    if task is not None:
+        # A SegmentationTask checkpoint exports as its logits; a DetectionTask one is refused
+        # with one line saying why (resnet_pl.deploy.dense).
+        from resnet_pl.deploy.dense import export_dense_source
+
+        module = export_dense_source(path, None).eval()
+        return LoadedModel(module, _cfg_from_model(module), f"{task} checkpoint {ck.path}")
     model = create_model(
         ck.arch, num_classes=ck.num_classes, in_chans=ck.in_chans, **ck.arch_kwargs
     )

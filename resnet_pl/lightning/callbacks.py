@@ -64,6 +64,8 @@ class PredictionWriter(L.Callback):
         folder = _csv_dir(trainer) or Path(trainer.default_root_dir)
         if not batches or not trainer.is_global_zero:
             return
+        if not isinstance(batches[0], dict) or "probs" not in batches[0]:
+            return  # not a classifier's (segmentation/detection tasks write their own files)
         out = folder / "predictions.csv"
         buffer = io.StringIO()
         writer = csv.writer(buffer)
