@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -78,6 +78,13 @@ class ResNetCLI(LightningCLI):
             type=int,
             default=200,
             help="also save last_step.ckpt every N optimizer steps (0: only at validation)",
+        )
+        parser.add_argument(
+            "--recipe",
+            type=Literal["off", "auto"],
+            default="off",
+            help="auto: choose the fine-tuning options you leave unset from the image folder "
+            "and the starting weights, and print the choices (configs/finetune.yaml)",
         )
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -155,12 +162,29 @@ class ResNetCLI(LightningCLI):
                 return
             raise error from None
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # Kept for ``recipe: auto``, which must know the options the user set.
+        self._argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+        super().parse_arguments(parser, args)
+
+    def before_fit(self) -> None:
+        """``--model.lr auto``: Lightning's learning-rate finder, before the run starts."""
+        from resnet_pl.lightning.finetune import find_lr
+
+        find_lr(self.trainer, self.model, self.datamodule)
+
     def before_instantiate_classes(self) -> None:
         cfg, run_dir, option = self._run_config()
         # Fail now, not after an epoch, when logs or checkpoints cannot be written.
         _check_writable(run_dir, option)
         version_dir, self._resume_step = self._choose_version(cfg, run_dir)
         self._version_dir = version_dir
+        if self.subcommand == "fit" and cfg.get("recipe") == "auto":
+            from resnet_pl.lightning.recipe import apply_recipe
+
+            block = apply_recipe(cfg, getattr(self, "_argv", []), version_dir)
+            if not runs._is_child_rank():
+                print(block, file=sys.stderr)
         if cfg["checkpoint"]["dirpath"] is None:
             cfg["checkpoint"]["dirpath"] = str(version_dir / "checkpoints")
         if cfg["trainer"].get("default_root_dir") is None:

@@ -124,8 +124,10 @@ class ImageDataModule(L.LightningDataModule):
             checkpoint.
         in_chans: ``imagefolder`` only: 3 (RGB, default) or 1 (grayscale); other datasets
             have their own.
-        augment: ``"standard"`` (random crop with padding + flip where labels allow) or
-            ``"none"``.
+        augment: ``"standard"`` (random crop with padding + flip where labels allow; for
+            ``imagefolder`` the ImageNet policy), ``"none"``, or for ``imagefolder`` a policy
+            of :func:`resnet_pl.data.recipe.train_transform`: ``"small"`` (shift + mild scale
+            jitter, for images up to 64 px) or ``"photo"`` (the ImageNet policy).
         crop_padding: padding of the random crop for in-memory data (pixels).
         hflip: override the dataset's flip default (digits are not flipped).
         random_erasing: probability of erasing one random rectangle per training image.
@@ -152,7 +154,7 @@ class ImageDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         image_size: int | None = None,
-        augment: Literal["standard", "none"] = "standard",
+        augment: Literal["standard", "none", "small", "photo"] = "standard",
         crop_padding: int = 4,
         hflip: bool | None = None,
         random_erasing: float = 0.0,
@@ -179,8 +181,10 @@ class ImageDataModule(L.LightningDataModule):
             )
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if augment not in ("standard", "none"):
-            raise ConfigError(f"augment must be 'standard' or 'none', got {augment!r}")
+        if augment not in ("standard", "none", "small", "photo"):
+            raise ConfigError(
+                f"augment must be 'standard', 'none', 'small' or 'photo', got {augment!r}"
+            )
         if bad_files not in ("skip", "error"):
             raise ConfigError(f"bad_files must be 'skip' or 'error', got {bad_files!r}")
         if not 0.0 <= random_erasing <= 1.0:
@@ -350,7 +354,9 @@ class ImageDataModule(L.LightningDataModule):
             sets = build_folder_datasets(
                 self._scan_folder(),
                 cfg=self.data_cfg,
-                augment=self.hparams["augment"] == "standard",
+                augment=self.hparams["augment"] != "none",
+                policy="photo" if self.hparams["augment"] == "standard" else self.hparams["augment"],
+                hflip=self._hflip,
                 val_fraction=self.hparams["val_fraction"],
                 seed=self.hparams["seed"],
                 bad_files=self.hparams["bad_files"],
@@ -460,7 +466,7 @@ class ImageDataModule(L.LightningDataModule):
                 x = self._eval_geometry(x).as_subclass(Tensor)
             return normalize(x, self.mean, self.std)
         # imagefolder images are cropped and flipped per image in the workers already.
-        augment = self.hparams["augment"] == "standard" and self.dataset != "imagefolder"
+        augment = self.hparams["augment"] != "none" and self.dataset != "imagefolder"
         return batch_augment(
             x,
             size=self.train_size(trainer.current_epoch),

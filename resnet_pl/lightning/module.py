@@ -72,9 +72,23 @@ class ResNetClassifier(L.LightningModule):
         warmup_epochs: linear warm-up length for ``cosine`` (may be fractional).
         label_smoothing: cross-entropy label smoothing.
         mixup_alpha, cutmix_alpha: batch mixing (torchvision v2 MixUp/CutMix); 0 disables.
-        freeze_backbone_epochs: train only the head for this many epochs, then everything
-            (backbone BatchNorms stay in eval mode while frozen).
+        freeze_backbone_epochs: train only the head for this many epochs, then everything.
+            Frozen parameter groups stay in the optimizer with a zero step
+            (:mod:`resnet_pl.lightning.finetune`), so exact resume and DDP keep working.
         backbone_lr_scale: discriminative learning rate: backbone lr = ``lr * scale``.
+        layer_decay: layer-wise learning-rate decay: a group ``k`` levels below the head
+            (stem = deepest) trains at ``lr * layer_decay ** k``, set on the group itself so
+            every torch/Lightning scheduler applies it. 1.0 disables.
+        unfreeze_interval: gradual unfreezing: after ``freeze_backbone_epochs``, thaw one level
+            every this many epochs from the top (0: the whole backbone at once).
+        train_bn: while frozen, keep training BatchNorm layers (affine parameters and running
+            statistics, fastai's default); ``False`` keeps them exactly as loaded.
+        weights: starting weights, one flag for every source: a registry name
+            (``wrn_16_2.fashion_mnist``), a Lightning checkpoint (``.ckpt``) or a
+            ``save_pretrained`` folder. The architecture comes from the weights; the name and
+            the file's sha256 are recorded (``weights_sha256``) in checkpoints and model cards.
+        weights_sha256: filled in when ``weights`` is loaded; a model restored from a
+            checkpoint has it and does not read the starting weights again.
         channels_last: run the network in channels-last memory format (faster on GPUs with
             tensor cores and on many CPUs).
         norm_bias_lr_scale: learning-rate multiplier for BatchNorm biases (airbench trains
@@ -106,7 +120,7 @@ class ResNetClassifier(L.LightningModule):
         model_kwargs: dict[str, Any] | None = None,
         model: nn.Module | None = None,
         optimizer: Optimizer = "sgd",
-        lr: float = 0.1,
+        lr: float | Literal["auto"] = 0.1,
         momentum: float = 0.9,
         nesterov: bool = True,
         betas: tuple[float, float] = (0.9, 0.999),
@@ -121,6 +135,11 @@ class ResNetClassifier(L.LightningModule):
         cutmix_alpha: float = 0.0,
         freeze_backbone_epochs: int = 0,
         backbone_lr_scale: float = 1.0,
+        layer_decay: float = 1.0,
+        unfreeze_interval: int = 0,
+        train_bn: bool = False,
+        weights: str | None = None,
+        weights_sha256: str | None = None,
         channels_last: bool = False,
         norm_bias_lr_scale: float = 1.0,
         ema_decay: float = 0.0,
@@ -136,10 +155,13 @@ class ResNetClassifier(L.LightningModule):
         crop_pct: float | None = None,
     ) -> None:
         super().__init__()
-        _check_hparams(optimizer, lr, weight_decay, scheduler, num_classes, in_chans,
+        from resnet_pl.lightning.finetune import check_finetune_options
+
+        check_finetune_options(lr, layer_decay, unfreeze_interval, freeze_backbone_epochs)
+        _check_hparams(optimizer, 1.0 if lr == "auto" else lr, weight_decay, scheduler, num_classes, in_chans,
                        label_smoothing, mixup_alpha, cutmix_alpha, backbone_lr_scale)  # fmt: skip
         _check_recipe(norm_bias_lr_scale, ema_decay, ema_every_n_steps, tta)
-        if model is None:
+        if model is None and weights is None:
             _check_arch(arch)
         # Plain values only: the module passed as ``model`` is never pickled into hparams.
         self.save_hyperparameters(ignore=["model"])
@@ -157,6 +179,10 @@ class ResNetClassifier(L.LightningModule):
         """The network. Default: the registry's ``arch`` with this module's options."""
         hp = self.hparams
         options = dict(hp["model_kwargs"] or {})
+        if hp.get("weights"):
+            from resnet_pl.lightning.start_weights import build_from_weights
+
+            return build_from_weights(self)
         try:
             return create_model(
                 hp["arch"],
@@ -202,43 +228,34 @@ class ResNetClassifier(L.LightningModule):
         return self.criterion(logits, targets)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Optimizer groups: no weight decay on 1-D parameters (norm weights, biases), and the
-        backbone (everything but the classifier) at ``lr * backbone_lr_scale``."""
-        head = self._head_parameter_ids()
-        norm_biases = {
-            id(m.bias)
-            for m in self.model.modules()
-            if isinstance(m, nn.modules.batchnorm._NormBase) and m.bias is not None
-        }
-        scale = self.hparams["backbone_lr_scale"]
-        bias_scale = self.hparams.get("norm_bias_lr_scale", 1.0)
-        groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
-        for p in self.model.parameters():
-            key = (id(p) in head, p.ndim > 1, id(p) in norm_biases and bias_scale != 1.0)
-            groups.setdefault(key, []).append(p)
-        wd = self.hparams["weight_decay"]
-        return [
-            {
-                "params": params,
-                "weight_decay": wd if decay else 0.0,
-                "lr": self.hparams["lr"]
-                * (1.0 if is_head else scale)
-                * (bias_scale if fast_bias else 1.0),
-            }
-            for (is_head, decay, fast_bias), params in sorted(groups.items())
-        ]
+        """Optimizer groups: no weight decay on 1-D parameters (norm weights, biases); the
+        backbone (everything but the classifier) at ``lr * backbone_lr_scale``, times
+        ``layer_decay`` per level below the head; each group's ``"lr"`` is its real rate
+        (:func:`resnet_pl.lightning.finetune.build_parameter_groups`)."""
+        from resnet_pl.lightning.finetune import build_parameter_groups
+
+        hp = self.hparams
+        return build_parameter_groups(
+            self.model,
+            lr=_lr_value(hp["lr"]),
+            weight_decay=hp["weight_decay"],
+            backbone_lr_scale=hp["backbone_lr_scale"],
+            layer_decay=hp.get("layer_decay", 1.0),
+            norm_bias_lr_scale=hp.get("norm_bias_lr_scale", 1.0),
+        )
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         groups = self.parameter_groups()
+        lr = _lr_value(hp["lr"])
         if hp["optimizer"] == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
-                groups, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"]
+                groups, lr=lr, momentum=hp["momentum"], nesterov=hp["nesterov"]
             )
         elif hp["optimizer"] == "adam":
-            opt = torch.optim.Adam(groups, lr=hp["lr"], betas=tuple(hp["betas"]))
+            opt = torch.optim.Adam(groups, lr=lr, betas=tuple(hp["betas"]))
         else:
-            opt = torch.optim.AdamW(groups, lr=hp["lr"], betas=tuple(hp["betas"]))
+            opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(hp["betas"]))
         schedule = hp["scheduler"]
         if schedule == "none":
             return opt
@@ -421,9 +438,32 @@ class ResNetClassifier(L.LightningModule):
         if self.hparams["channels_last"]:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
-    def on_train_epoch_start(self) -> None:
-        frozen = self.current_epoch < self.hparams["freeze_backbone_epochs"]
-        self.set_backbone_trainable(not frozen)
+    # ---- fine-tuning hooks (resnet_pl.lightning.finetune) ------------------------------------
+    def frozen_depths(self, epoch: int | None = None) -> set[int]:
+        """Depths (0 = stem; the head is never frozen) frozen in ``epoch`` (default: now)."""
+        from resnet_pl.lightning.finetune import frozen_depths, parameter_depths
+
+        hp = self.hparams
+        _, head_depth = parameter_depths(self.model)
+        return frozen_depths(
+            self.current_epoch if epoch is None else epoch,
+            head_depth,
+            hp["freeze_backbone_epochs"],
+            hp.get("unfreeze_interval", 0),
+        )
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        from resnet_pl.lightning.finetune import set_frozen_norms_eval
+
+        set_frozen_norms_eval(self.model, self.frozen_depths(), self.hparams.get("train_bn", False))
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Lightning's step, with the frozen groups' learning rate at 0 for this step only."""
+        from resnet_pl.lightning.finetune import gated_step
+
+        frozen = self.frozen_depths(epoch)
+        with gated_step(optimizer, frozen, self.hparams.get("train_bn", False)):
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
 
     # ---- fine-tuning helpers -----------------------------------------------------------------
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
@@ -551,6 +591,15 @@ def _check_recipe(norm_bias_lr_scale: float, ema_decay: float, ema_every: int, t
         check_mode(tta)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def _lr_value(lr: Any) -> float:
+    if lr == "auto":
+        raise ConfigError(
+            "lr is 'auto' but the learning-rate finder has not run: it runs at the start of "
+            "`resnet-pl fit` (or call resnet_pl.lightning.finetune.find_lr(trainer, model, data))"
+        )
+    return float(lr)
 
 
 def _slug(name: str) -> str:
