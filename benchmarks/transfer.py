@@ -176,6 +176,14 @@ def pretrain(epochs: int = 2, seed: int = 0) -> Path:
     return PRETRAIN_CKPT
 
 
+# Recipe variants compared on validation (defaults are chosen from their val_acc).
+VARIANTS: dict[str, list[str]] = {
+    "recipe": [],
+    "recipe_nofreeze": ["--model.freeze_backbone_epochs", "0"],
+    "recipe_nodecay": ["--model.layer_decay", "1.0"],
+}
+
+
 # ---- one fine-tuning run through the CLI -----------------------------------------------------
 class TestCurve:
     """Test accuracy after every epoch, for the report only (nothing is chosen on it), with the
@@ -227,7 +235,9 @@ def _test_accuracy(model: Any, dm: Any) -> float:
     return correct / max(total, 1)
 
 
-def fine_tune(folder: Path, arm: str, weights: str | None, seed: int, run_root: Path) -> dict[str, Any]:
+def fine_tune(
+    folder: Path, arm: str, weights: str | None, seed: int, run_root: Path
+) -> dict[str, Any]:
     """One run: ``arm`` is ``recipe`` (configs/finetune.yaml) or ``old`` (the ImageNet-style
     imagefolder config, as the issue's user ran it, at the recipe's epoch count)."""
     from resnet_pl.cli.lightning import cli_main
@@ -243,8 +253,8 @@ def fine_tune(folder: Path, arm: str, weights: str | None, seed: int, run_root: 
         "--checkpoint_every_n_steps", "0",
     ]  # fmt: skip
     w = ["--model.weights", weights or "null"]
-    if arm == "recipe":
-        args = ["fit", "--config", "configs/finetune.yaml", *common, *w]
+    if arm in VARIANTS:
+        args = ["fit", "--config", "configs/finetune.yaml", *common, *w, *VARIANTS[arm]]
     else:
         epochs = _recipe_epochs(folder, weights)
         args = [
@@ -421,14 +431,32 @@ def folder_check(work: Path, out: Path, per_class: int = 100) -> dict[str, Any]:
         t0 = time.perf_counter()
         fit = subprocess.run(cmd, capture_output=True, text=True)
         fit_s = time.perf_counter() - t0
-        block = "\n".join(l for l in fit.stderr.splitlines() if l.startswith(("resnet-pl recipe", "  ")))
+        block = "\n".join(
+            line for line in fit.stderr.splitlines() if line.startswith(("resnet-pl recipe", "  "))
+        )
         ckpt = sorted((run_root / name).glob("version_*/checkpoints/best-*.ckpt"))[-1]
         test = subprocess.run(
-            [sys.executable, "-m", "resnet_pl.cli", "test", "--config", "configs/finetune.yaml",
-             "--data.data_dir", str(folder), "--ckpt_path", str(ckpt), "--run_root",
-             str(run_root), "--run_name", f"{name}-test", "--trainer.enable_progress_bar",
-             "false", *extra],  # fmt: skip
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "resnet_pl.cli",
+                "test",
+                "--config",
+                "configs/finetune.yaml",
+                "--data.data_dir",
+                str(folder),
+                "--ckpt_path",
+                str(ckpt),
+                "--run_root",
+                str(run_root),
+                "--run_name",
+                f"{name}-test",
+                "--trainer.enable_progress_bar",
+                "false",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
         )
         acc = _parse_test_acc(test.stdout + test.stderr)
         recipe = json.loads(next((run_root / name).glob("version_*/recipe.json")).read_text())

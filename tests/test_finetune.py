@@ -4,6 +4,7 @@ across an unfreeze, starting weights by name, the adaptive recipe and its bad-in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,9 @@ def test_layer_decay_is_on_every_group_at_every_step(tmp_path: Path, scheduler: 
         "resnet20", model_kwargs=TINY, lr=0.1, layer_decay=0.5, scheduler=scheduler
     )
     rec = RecordRates()
-    trainer(tmp_path, max_epochs=2, max_steps=4, limit_val_batches=0, callbacks=[rec]).fit(model, fake())
+    trainer(tmp_path, max_epochs=2, max_steps=4, limit_val_batches=0, callbacks=[rec]).fit(
+        model, fake()
+    )
     assert len(rec.rows) == 4
     for row in rec.rows:
         head = row["head.decay"]
@@ -179,7 +182,7 @@ def test_resume_across_an_unfreeze_is_bit_identical(tmp_path: Path) -> None:
                 assert torch.equal(value, ob["state"][pid][name]), (pid, name)
 
 
-# ---- starting weights ------------------------------------------------------------------------------
+# ---- starting weights -----------------------------------------------------------------------
 def test_weights_by_registry_name_record_sha256_and_reload(tmp_path: Path) -> None:
     from resnet_pl.hub.weights import get_weights
 
@@ -190,10 +193,8 @@ def test_weights_by_registry_name_record_sha256_and_reload(tmp_path: Path) -> No
     assert model.hparams["weights_sha256"] == entry.pretrained_cfg["sha256"]
     assert model.hparams["arch"] == "resnet20" and model.hparams["pretrained"] is False
     path = tmp_path / "m.ckpt"
-    trainer(tmp_path, max_steps=0).strategy.connect(model)
-    torch.save(
-        {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path
-    )
+    state = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    torch.save({**state, "pytorch-lightning_version": L.__version__}, path)
     again = ResNetClassifier.load_from_checkpoint(path)  # no weights read, no head warning
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k])
@@ -213,7 +214,7 @@ def test_unknown_weights_name_is_one_line(capsys: pytest.CaptureFixture[str]) ->
     assert "resnet20.fashon_mnist" in err and "resnet20.fashion_mnist" in err
 
 
-# ---- the recipe ------------------------------------------------------------------------------------
+# ---- the recipe -----------------------------------------------------------------------------
 def _folder(root: Path, classes: int, per_class: int, side: int, mode: str = "L") -> Path:
     rng = np.random.default_rng(0)
     for c in range(classes):
@@ -272,16 +273,25 @@ def test_recipe_fit_on_real_images_prints_decisions_and_tests(
     assert cli(["test", "--config", "configs/finetune.yaml", *args, "--ckpt_path", str(ckpt)]) == 0
     assert "test_acc" in capsys.readouterr().out
     image = next((folder / "test" / "sneaker").glob("*.png"))
-    assert cli(["classify", str(ckpt), str(image), "--top", "1"]) == 0
-    assert "sneaker" in capsys.readouterr().out or True  # runs; 2 epochs need not be right
+    assert cli(["classify", "--model", str(ckpt), str(image), "--top_k", "1"]) == 0
+    assert image.name in capsys.readouterr().out
     onnx = tmp_path / "m.onnx"
     assert cli(["export", str(ckpt), "--output", str(onnx)]) == 0
     assert onnx.is_file()
+    # hub publish: measured on the folder's test/ split; the card names the start weights.
+    out = tmp_path / "published"
+    rc = cli(["hub", "publish", str(ckpt), "--tag", "mine", "--out_dir", str(out),
+              "--data_dir", str(folder)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    card = next(out.glob("*.md")).read_text()
+    assert "start_weights" in card and hp["weights_sha256"] in card
+    record = json.loads(next(out.glob("*.json")).read_text())
+    assert record["metrics"]["n"] == 30
 
 
 # ---- bad input -----------------------------------------------------------------------------------
 def test_one_class_folder_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BadDataError, match="only one class folder.*at least two"):
+    with pytest.raises(BadDataError, match=r"only one class folder.*at least two"):
         scan_image_folder(_folder(tmp_path, 1, 2, 8))
 
 
@@ -289,7 +299,7 @@ def test_empty_split_and_extra_val_classes_are_refused(tmp_path: Path) -> None:
     root = _folder(tmp_path, 2, 2, 8)
     (root / "val").mkdir()
     (root / "val" / "c0").mkdir()
-    with pytest.raises(BadDataError, match="val holds no images.*remove the folder"):
+    with pytest.raises(BadDataError, match=r"val holds no images.*remove the folder"):
         scan_image_folder(root)
     _folder(root / "val_src", 3, 1, 8)
     (root / "val" / "c0").rmdir()
@@ -309,3 +319,26 @@ def test_lr_auto_without_finder_is_one_line() -> None:
     model = ResNetClassifier("resnet20", model_kwargs=TINY, lr="auto")
     with pytest.raises(ConfigError, match="finder has not run"):
         model.parameter_groups()
+
+
+def test_lr_auto_runs_the_finder_and_records_the_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--model.lr auto: Lightning's Tuner picks the rate before fit; it is printed, saved as
+    the model's lr in the checkpoint, and its curve is written to the run folder."""
+    rc = cli(
+        [
+            "fit", "--data.dataset", "fake", "--data.fake_size", "96", "--data.batch_size", "8",
+            "--model.model_kwargs", '{"widths": [8, 16, 32]}', "--model.lr", "auto",
+            "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--run_root", str(tmp_path), "--checkpoint_every_n_steps", "0",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert rc == 0, out.err[-2000:]
+    ckpt = next(tmp_path.glob("**/last.ckpt"))
+    lr = torch.load(ckpt, weights_only=True)["hyper_parameters"]["lr"]
+    assert isinstance(lr, float) and 1e-5 <= lr <= 1.0
+    assert f"lr = {lr:.3g}" in out.out
+    assert (ckpt.parents[1] / "lr_find.png").is_file()

@@ -164,7 +164,9 @@ class ResNetCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         # Kept for ``recipe: auto``, which must know the options the user set.
-        self._argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+        self._argv = (
+            list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+        )
         super().parse_arguments(parser, args)
 
     def before_fit(self) -> None:

@@ -355,7 +355,9 @@ class ImageDataModule(L.LightningDataModule):
                 self._scan_folder(),
                 cfg=self.data_cfg,
                 augment=self.hparams["augment"] != "none",
-                policy="photo" if self.hparams["augment"] == "standard" else self.hparams["augment"],
+                policy="photo"
+                if self.hparams["augment"] == "standard"
+                else self.hparams["augment"],
                 hflip=self._hflip,
                 val_fraction=self.hparams["val_fraction"],
                 seed=self.hparams["seed"],

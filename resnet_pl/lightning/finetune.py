@@ -254,10 +254,10 @@ def find_lr(
         logger.log_hyperparams({"lr": lr, "lr_found": lr})
     root = trainer.default_root_dir
     try:
-        fig = finder.plot(suggest=True)
-        fig.savefig(f"{root}/lr_find.png", dpi=80)
         import matplotlib.pyplot as plt
 
+        fig: Any = finder.plot(suggest=True)  # type: ignore[union-attr]
+        fig.savefig(f"{root}/lr_find.png", dpi=80)
         plt.close(fig)
     except Exception:  # the plot is a convenience; the value is what matters
         pass

@@ -158,7 +158,8 @@ class ResNetClassifier(L.LightningModule):
         from resnet_pl.lightning.finetune import check_finetune_options
 
         check_finetune_options(lr, layer_decay, unfreeze_interval, freeze_backbone_epochs)
-        _check_hparams(optimizer, 1.0 if lr == "auto" else lr, weight_decay, scheduler, num_classes, in_chans,
+        lr_checked = 1.0 if lr == "auto" else lr
+        _check_hparams(optimizer, lr_checked, weight_decay, scheduler, num_classes, in_chans,
                        label_smoothing, mixup_alpha, cutmix_alpha, backbone_lr_scale)  # fmt: skip
         _check_recipe(norm_bias_lr_scale, ema_decay, ema_every_n_steps, tta)
         if model is None and weights is None:
@@ -457,7 +458,9 @@ class ResNetClassifier(L.LightningModule):
 
         set_frozen_norms_eval(self.model, self.frozen_depths(), self.hparams.get("train_bn", False))
 
-    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
+    ) -> None:
         """Lightning's step, with the frozen groups' learning rate at 0 for this step only."""
         from resnet_pl.lightning.finetune import gated_step
 

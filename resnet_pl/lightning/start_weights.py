@@ -44,7 +44,9 @@ def _record(module: Any, *, arch: str, kwargs: dict[str, Any], name: str, sha: s
 
 
 def _training_kwargs(hp: Any) -> dict[str, Any]:
-    return {k: v for k, v in dict(hp.get("model_kwargs") or {}).items() if k in TRAINING_ONLY_KWARGS}
+    return {
+        k: v for k, v in dict(hp.get("model_kwargs") or {}).items() if k in TRAINING_ONLY_KWARGS
+    }
 
 
 def _user_kwargs(hp: Any) -> dict[str, Any]:
@@ -98,9 +100,11 @@ def _from_registry(module: Any, source: str, n: int, c: int) -> nn.Module:
     if tag is None or source not in names:
         close = difflib.get_close_matches(source, names, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        bare = " (an architecture name alone has no weights: use --model.arch)" if (
-            tag is None and arch in list_models()
-        ) else ""
+        bare = (
+            " (an architecture name alone has no weights: use --model.arch)"
+            if (tag is None and arch in list_models())
+            else ""
+        )
         raise UnknownWeightsError(
             f"--model.weights {source!r} is not a file, a save_pretrained folder or a registry "
             f"weights name{bare}.{hint} `resnet-pl hub list` shows the names"
