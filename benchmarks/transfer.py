@@ -220,19 +220,32 @@ class TestCurve:
         return _CB()
 
 
+_TEST_CACHE: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 @torch.no_grad()
 def _test_accuracy(model: Any, dm: Any) -> float:
+    """Accuracy on the folder's test/ images, decoded once per run (the same eval geometry and
+    normalisation as ``resnet-pl test``)."""
     from resnet_pl.data.transforms import normalize
 
+    key = id(dm.test_set)
+    if key not in _TEST_CACHE:
+        _TEST_CACHE.clear()
+        items = [dm.test_set[i] for i in range(len(dm.test_set))]
+        _TEST_CACHE[key] = (
+            torch.stack([x for x, _ in items]),
+            torch.tensor([int(y) for _, y in items]),
+        )
+    images, labels = _TEST_CACHE[key]
     was = model.training
     model.eval()
-    correct = total = 0
-    for x, y in torch.utils.data.DataLoader(dm.test_set, batch_size=256):
-        pred = model.eval_logits(normalize(x, dm.mean, dm.std)).argmax(1)
-        correct += int((pred == y).sum())
-        total += len(y)
+    correct = 0
+    for i in range(0, len(labels), 500):
+        x = normalize(images[i : i + 500], dm.mean, dm.std)
+        correct += int((model.eval_logits(x).argmax(1) == labels[i : i + 500]).sum())
     model.train(was)
-    return correct / max(total, 1)
+    return correct / max(len(labels), 1)
 
 
 def fine_tune(
@@ -251,14 +264,16 @@ def fine_tune(
         "--trainer.enable_model_summary", "false",
         "--trainer.precision", "32",
         "--checkpoint_every_n_steps", "0",
+        "--checkpoint.save_top_k", "0",
+        "--checkpoint.save_last", "false",
     ]  # fmt: skip
     w = ["--model.weights", weights or "null"]
     if arm in VARIANTS:
-        args = ["fit", "--config", "configs/finetune.yaml", *common, *w, *VARIANTS[arm]]
+        args = ["--config", "configs/finetune.yaml", *common, *w, *VARIANTS[arm]]
     else:
         epochs = _recipe_epochs(folder, weights)
         args = [
-            "fit", "--config", "configs/imagefolder_resnet50.yaml", *common, *w,
+            "--config", "configs/imagefolder_resnet50.yaml", *common, *w,
             "--model.pretrained", "false",
             "--data.image_size", "28",
             "--data.num_workers", "0",
@@ -267,7 +282,7 @@ def fine_tune(
         if weights is None:
             args += ["--model.arch", "resnet8"]
     curve = TestCurve()
-    cli = cli_main(args, run=False)
+    cli = cli_main(args, run=False)  # no subcommand word with run=False
     cli.trainer.callbacks.append(curve.callback())
     t0 = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)

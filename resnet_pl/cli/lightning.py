@@ -181,11 +181,14 @@ class ResNetCLI(LightningCLI):
         _check_writable(run_dir, option)
         version_dir, self._resume_step = self._choose_version(cfg, run_dir)
         self._version_dir = version_dir
-        if self.subcommand == "fit" and cfg.get("recipe") == "auto":
+        if cfg.get("recipe") == "auto":
             from resnet_pl.lightning.recipe import apply_recipe
 
-            block = apply_recipe(cfg, getattr(self, "_argv", []), version_dir)
-            if not runs._is_child_rank():
+            # validate/test/predict: the same data decisions as fit (the model comes from
+            # the checkpoint); only fit prints them.
+            fit = self.subcommand in ("fit", None)  # None: cli_main(run=False) builds for fit
+            block = apply_recipe(cfg, getattr(self, "_argv", []), version_dir, data_only=not fit)
+            if fit and not runs._is_child_rank():
                 print(block, file=sys.stderr)
         if cfg["checkpoint"]["dirpath"] is None:
             cfg["checkpoint"]["dirpath"] = str(version_dir / "checkpoints")

@@ -217,8 +217,16 @@ def check_finetune_options(
             raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
 
 
+LR_FIND_STEPS = 60
+
+
 def find_lr(
-    trainer: Any, model: Any, datamodule: Any, *, num_training: int = 60, quiet: bool = False
+    trainer: Any,
+    model: Any,
+    datamodule: Any,
+    *,
+    num_training: int | None = None,
+    quiet: bool = False,
 ) -> float | None:
     """``lr: auto``: run Lightning's learning-rate finder (``Tuner.lr_find``) before fit, set
     the suggestion as the model's ``lr`` (saved in its hyperparameters, hence in every
@@ -232,14 +240,21 @@ def find_lr(
     if hp.get("lr") != "auto":
         return None
     hp["lr"] = 1e-3  # a number for configure_optimizers; the finder replaces every group's
-    finder = Tuner(trainer).lr_find(
-        model,
-        datamodule=datamodule,
-        min_lr=1e-5,
-        max_lr=1.0,
-        num_training=num_training,
-        update_attr=False,
-    )
+    # The finder's steps may span several epochs of a small dataset: lift max_epochs meanwhile.
+    fit_loop = trainer.fit_loop
+    max_epochs = fit_loop.max_epochs
+    fit_loop.max_epochs = max(max_epochs or 1, 10_000)
+    try:
+        finder = Tuner(trainer).lr_find(
+            model,
+            datamodule=datamodule,
+            min_lr=1e-5,
+            max_lr=1.0,
+            num_training=num_training or LR_FIND_STEPS,
+            update_attr=False,
+        )
+    finally:
+        fit_loop.max_epochs = max_epochs
     suggestion = finder.suggestion() if finder is not None else None
     if suggestion is None or not suggestion > 0:
         hp["lr"] = "auto"

@@ -63,9 +63,12 @@ def _set(cfg: Any, key: str, value: Any) -> None:
     target[name] = value
 
 
-def apply_recipe(cfg: Any, argv: Sequence[str], run_dir: Path | None) -> str:
-    """Decide and write the unset options into ``cfg`` (a LightningCLI ``fit`` config); return
-    the printed block."""
+def apply_recipe(
+    cfg: Any, argv: Sequence[str], run_dir: Path | None, *, data_only: bool = False
+) -> str:
+    """Decide and write the unset options into ``cfg`` (a LightningCLI ``fit`` config; with
+    ``data_only``, for validate/test/predict, only the ``data.*`` ones); return the printed
+    block."""
     from resnet_pl.data.folder import scan_image_folder
     from resnet_pl.data.recipe import decide, decision_block, folder_stats
     from resnet_pl.lightning.start_weights import weights_record
@@ -109,14 +112,19 @@ def apply_recipe(cfg: Any, argv: Sequence[str], run_dir: Path | None) -> str:
     else:
         decisions.insert(0, Decision("model.weights", weights, _weights_reason(stats)))
     for d in decisions:
-        if d.key == "note" or d.given:
+        if d.key == "note" or d.given or (data_only and not d.key.startswith("data.")):
             continue
         _set(cfg, d.key, d.value)
-    if weights and "model.weights" not in given:
-        _set(cfg, "model.weights", weights)
-    if not weights:
-        _set(cfg, "model.weights", None)
     block = decision_block(stats, decisions)
+    if data_only:
+        # A checkpoint's recorded input wins: test/predict see what training saw.
+        model = cfg["model"].get("init_args") or cfg["model"]
+        recorded = model.get("input_size")
+        if recorded:
+            for key, value in (("data.in_chans", recorded[0]), ("data.image_size", recorded[-1])):
+                if key not in given:
+                    _set(cfg, key, int(value))
+        return block
     if run_dir is not None:
         payload = {
             "folder": stats.__dict__,
