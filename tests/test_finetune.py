@@ -140,7 +140,7 @@ FIT = [
     "--data.dataset", "fake", "--data.fake_size", "112", "--data.batch_size", "16",
     "--model.model_kwargs", str(TINY).replace("'", '"'), "--model.lr", "0.05",
     "--model.freeze_backbone_epochs", "1", "--model.unfreeze_interval", "1",
-    "--model.layer_decay", "0.7", "--model.scheduler", "onecycle",
+    "--model.layer_decay", "0.7", "--model.scheduler", "onecycle", "--model.train_bn", "true",
     "--trainer.max_epochs", "3", "--trainer.deterministic", "true",
     "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
     "--checkpoint_every_n_steps", "4", "--seed_everything", "3",
@@ -243,7 +243,8 @@ def test_recipe_adapts_to_small_grayscale_and_to_photos(tmp_path: Path) -> None:
     d = {x.key: x.value for x in decide(small, weights="w", weights_cfg=None, given={})}
     assert d["data.augment"] == "small" and d["data.hflip"] is False
     assert d["data.in_chans"] == 1 and d["data.image_size"] == 28
-    assert d["model.freeze_backbone_epochs"] == 1 and d["model.scheduler"] == "onecycle"
+    assert d["model.freeze_backbone_epochs"] == 0 and d["model.scheduler"] == "onecycle"
+    assert d["model.layer_decay"] < 1
     scratch = {x.key: x.value for x in decide(small, weights=None, weights_cfg=None, given={})}
     assert scratch["trainer.max_epochs"] >= d["trainer.max_epochs"]
     assert scratch["model.freeze_backbone_epochs"] == 0
