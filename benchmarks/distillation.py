@@ -92,6 +92,10 @@ def read_recipe(path: Path | None) -> dict[str, dict[str, Any]]:
         raise SystemExit(f"--config {path}: expected a LightningCLI YAML mapping")
     model = dict(cfg.get("model") or {})
     model = dict(model.get("init_args") or {}) if "class_path" in model else model
+    # Option groups (model: {optim: {lr: ...}}) read flat here; the arms group them again.
+    model = {k: v for g, sub in model.items()
+             for k, v in (sub.items() if isinstance(sub, dict) and g != "model_kwargs"
+                          else [(g, sub)])}  # fmt: skip
     for key in _KD_ONLY:
         model.pop(key, None)
     return {"model": model, "data": dict(cfg.get("data") or {}),
@@ -144,6 +148,7 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict
     import lightning as L
 
     from resnet_pl.lightning import DistillationClassifier, ResNetClassifier
+    from resnet_pl.lightning.hparams import migrate_flat
 
     L.seed_everything(seed, workers=True, verbose=False)
     options: dict[str, Any] = {
@@ -157,15 +162,12 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict
     }
     if arm == "kd":
         teacher = args.teacher[0] if len(args.teacher) == 1 else list(args.teacher)
-        module: Any = DistillationClassifier(
-            teacher=teacher,
-            temperature=args.temperature,
-            alpha=args.alpha,
-            feature_weight=args.feature_weight,
-            **options,
-        )
+        loss = {"temperature": args.temperature, "alpha": args.alpha,
+                "feature_weight": args.feature_weight}  # fmt: skip
+        grouped = migrate_flat({**options, **loss})[0]
+        module: Any = DistillationClassifier(teacher=teacher, **grouped)
     else:
-        module = ResNetClassifier(**options)
+        module = ResNetClassifier(**migrate_flat(options)[0])
     # The student is built first in both arms, so both start from the same weights; building
     # the teachers then draws random numbers (their init before the weights load), so reseed:
     # augmentation and stochastic draws during training are the same in both arms too.

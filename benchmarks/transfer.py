@@ -179,8 +179,8 @@ def pretrain(epochs: int = 2, seed: int = 0) -> Path:
 # Recipe variants compared on validation (defaults are chosen from their val_acc).
 VARIANTS: dict[str, list[str]] = {
     "recipe": [],
-    "recipe_freeze1": ["--model.freeze_backbone_epochs", "1"],
-    "recipe_nodecay": ["--model.layer_decay", "1.0"],
+    "recipe_freeze1": ["--model.finetune.freeze_backbone_epochs", "1"],
+    "recipe_nodecay": ["--model.finetune.layer_decay", "1.0"],
 }
 
 

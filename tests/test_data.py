@@ -182,8 +182,8 @@ def test_train_serve_parity(
     )  # fmt: skip
     trainer, ckpt = _fit_tiny(dm, in_chans, tmp_path)
     hp = torch.load(ckpt, weights_only=True)["hyper_parameters"]
-    assert hp["crop_pct"] == dm.crop_pct == (crop_pct or 1.0)
-    assert list(hp["input_size"]) == [in_chans, 32, 32]
+    assert hp["data_info"]["crop_pct"] == dm.crop_pct == (crop_pct or 1.0)
+    assert list(hp["data_info"]["input_size"]) == [in_chans, 32, 32]
 
     fed: list[torch.Tensor] = []
     model = trainer.lightning_module

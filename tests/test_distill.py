@@ -343,7 +343,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     A resume after the teacher file changed is one line, exit 2."""
     teacher = _teacher_ckpt(tmp_path / "teacher.ckpt", 5, in_chans=3, size=32, mean=(0.5,) * 3,
                             std=(0.25,) * 3)  # fmt: skip
-    args = [*_kd_args(teacher), *FIT_ARGS, "--model.feature_weight", "0.5"]
+    args = [*_kd_args(teacher), *FIT_ARGS, "--model.distill.feature_weight", "0.5"]
     ref = cli_main(["fit", *args, "--run_root", str(tmp_path), "--run_name", "ref"])
     assert ref.trainer.global_step == STEPS
 
@@ -445,7 +445,7 @@ def test_cli_kd_config_trains_on_real_data(tmp_path: Path, fashion_mnist_dir: Pa
     hp = torch.load(tmp_path / "kd/version_0/checkpoints/last.ckpt", weights_only=True)[
         "hyper_parameters"
     ]
-    assert hp["teacher"] == SHIPPED and hp["mean"] == [0.286]
+    assert hp["teacher"] == SHIPPED and hp["data_info"]["mean"] == [0.286]
 
 
 @pytest.mark.slow

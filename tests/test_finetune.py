@@ -61,7 +61,10 @@ def test_layer_decay_is_on_every_group_at_every_step(tmp_path: Path, scheduler: 
     """Each level below the head trains at layer_decay x the rate above it, at every step of a
     torch scheduler (LambdaLR / OneCycleLR), while the schedule itself moves the rates."""
     model = ResNetClassifier(
-        "resnet20", model_kwargs=TINY, lr=0.1, layer_decay=0.5, scheduler=scheduler
+        "resnet20",
+        model_kwargs=TINY,
+        optim={"lr": 0.1, "scheduler": scheduler},
+        finetune={"layer_decay": 0.5},
     )
     rec = RecordRates()
     trainer(tmp_path, max_epochs=2, max_steps=4, limit_val_batches=0, callbacks=[rec]).fit(
@@ -79,7 +82,10 @@ def test_layer_decay_is_on_every_group_at_every_step(tmp_path: Path, scheduler: 
 
 def test_groups_keep_backbone_scale_and_weight_decay_rules() -> None:
     model = ResNetClassifier(
-        "resnet20", model_kwargs=TINY, backbone_lr_scale=0.1, layer_decay=0.5, weight_decay=1e-4
+        "resnet20",
+        model_kwargs=TINY,
+        optim={"weight_decay": 1e-4},
+        finetune={"backbone_lr_scale": 0.1, "layer_decay": 0.5},
     )
     groups = model.parameter_groups()
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
@@ -100,7 +106,10 @@ def test_frozen_backbone_is_unchanged(tmp_path: Path, train_bn: bool) -> None:
     weight decay and momentum); BatchNorm statistics and affine parameters unchanged unless
     train_bn; the head trains."""
     model = ResNetClassifier(
-        "resnet20", model_kwargs=TINY, freeze_backbone_epochs=1, train_bn=train_bn, lr=0.1
+        "resnet20",
+        model_kwargs=TINY,
+        optim={"lr": 0.1},
+        finetune={"freeze_backbone_epochs": 1, "train_bn": train_bn},
     )
     before = _snapshot(model.model)
     rec = RecordRates()
@@ -138,9 +147,10 @@ def test_gradual_unfreeze_schedule() -> None:
 # ---- exact resume across an unfreeze -------------------------------------------------------------
 FIT = [
     "--data.dataset", "fake", "--data.fake_size", "112", "--data.batch_size", "16",
-    "--model.model_kwargs", str(TINY).replace("'", '"'), "--model.lr", "0.05",
-    "--model.freeze_backbone_epochs", "1", "--model.unfreeze_interval", "1",
-    "--model.layer_decay", "0.7", "--model.scheduler", "onecycle", "--model.train_bn", "true",
+    "--model.model_kwargs", str(TINY).replace("'", '"'), "--model.optim.lr", "0.05",
+    "--model.finetune.freeze_backbone_epochs", "1", "--model.finetune.unfreeze_interval", "1",
+    "--model.finetune.layer_decay", "0.7", "--model.optim.scheduler", "onecycle",
+    "--model.finetune.train_bn", "true",
     "--trainer.max_epochs", "3", "--trainer.deterministic", "true",
     "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
     "--checkpoint_every_n_steps", "4", "--seed_everything", "3",
@@ -243,11 +253,13 @@ def test_recipe_adapts_to_small_grayscale_and_to_photos(tmp_path: Path) -> None:
     d = {x.key: x.value for x in decide(small, weights="w", weights_cfg=None, given={})}
     assert d["data.augment"] == "small" and d["data.hflip"] is False
     assert d["data.in_chans"] == 1 and d["data.image_size"] == 28
-    assert d["model.freeze_backbone_epochs"] == 0 and d["model.scheduler"] == "onecycle"
-    assert d["model.layer_decay"] < 1
+    assert (
+        d["model.finetune.freeze_backbone_epochs"] == 0 and d["model.optim.scheduler"] == "onecycle"
+    )
+    assert d["model.finetune.layer_decay"] < 1
     scratch = {x.key: x.value for x in decide(small, weights=None, weights_cfg=None, given={})}
     assert scratch["trainer.max_epochs"] >= d["trainer.max_epochs"]
-    assert scratch["model.freeze_backbone_epochs"] == 0
+    assert scratch["model.finetune.layer_decay"] == 1
     photo = folder_stats(scan_image_folder(_folder(tmp_path / "p", 2, 3, 160, "RGB")))
     p = {x.key: x.value for x in decide(photo, weights=None, weights_cfg=None, given={})}
     assert p["data.augment"] == "photo" and p["data.hflip"] is True
@@ -258,9 +270,10 @@ def test_recipe_adapts_to_small_grayscale_and_to_photos(tmp_path: Path) -> None:
 
 def test_explicit_keys_reads_argv_and_configs(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("trainer:\n  max_epochs: 4\nmodel:\n  lr: 0.1\n")
-    given = explicit_keys(["fit", "--config", str(cfg), "--data.hflip=true", "--model.lr", "1"])
-    assert given == {"trainer.max_epochs": 4, "model.lr": "1", "data.hflip": "true"}
+    cfg.write_text("trainer:\n  max_epochs: 4\nmodel:\n  optim:\n    lr: 0.1\n")
+    args = ["fit", "--config", str(cfg), "--data.hflip=true", "--model.optim.lr", "1"]
+    given = explicit_keys(args)
+    assert given == {"trainer.max_epochs": 4, "model.optim.lr": "1", "data.hflip": "true"}
 
 
 def test_recipe_fit_on_real_images_prints_decisions_and_tests(
@@ -282,7 +295,7 @@ def test_recipe_fit_on_real_images_prints_decisions_and_tests(
     ckpt = next((run / "checkpoints").glob("best-*.ckpt"))
     hp = torch.load(ckpt, weights_only=True)["hyper_parameters"]
     assert hp["weights"] == "wrn_16_2.fashion_mnist" and len(hp["weights_sha256"]) == 64
-    assert hp["in_chans"] == 1 and list(hp["input_size"]) == [1, 28, 28]
+    assert hp["in_chans"] == 1 and list(hp["data_info"]["input_size"]) == [1, 28, 28]
     assert cli(["test", "--config", "configs/finetune.yaml", *args, "--ckpt_path", str(ckpt)]) == 0
     assert "test_acc" in capsys.readouterr().out
     image = next((folder / "test" / "sneaker").glob("*.png"))
@@ -330,7 +343,7 @@ def test_recipe_needs_an_image_folder(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_lr_auto_without_finder_is_one_line() -> None:
-    model = ResNetClassifier("resnet20", model_kwargs=TINY, lr="auto")
+    model = ResNetClassifier("resnet20", model_kwargs=TINY, optim={"lr": "auto"})
     with pytest.raises(ConfigError, match="finder has not run"):
         model.parameter_groups()
 
@@ -347,7 +360,7 @@ def test_lr_auto_runs_the_finder_and_records_the_value(
     rc = cli(
         [
             "fit", "--data.dataset", "fake", "--data.fake_size", "96", "--data.batch_size", "8",
-            "--model.model_kwargs", '{"widths": [8, 16, 32]}', "--model.lr", "auto",
+            "--model.model_kwargs", '{"widths": [8, 16, 32]}', "--model.optim.lr", "auto",
             "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--run_root", str(tmp_path), "--checkpoint_every_n_steps", "0",
@@ -356,7 +369,7 @@ def test_lr_auto_runs_the_finder_and_records_the_value(
     out = capsys.readouterr()
     assert rc == 0, out.err[-2000:]
     ckpt = next(tmp_path.glob("**/last.ckpt"))
-    lr = torch.load(ckpt, weights_only=True)["hyper_parameters"]["lr"]
+    lr = torch.load(ckpt, weights_only=True)["hyper_parameters"]["optim"]["lr"]
     assert isinstance(lr, float) and 1e-5 <= lr <= 1.0
     assert f"lr = {lr:.3g}" in out.out
     assert (ckpt.parents[1] / "lr_find.png").is_file()

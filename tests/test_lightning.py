@@ -69,8 +69,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, fashion_mnist_dir: Pat
             "--trainer.enable_progress_bar", "false",
             "--trainer.log_every_n_steps", "20",
             "--model.model_kwargs", '{"widths": [8, 16, 32]}',
-            "--model.lr", "0.05",
-            "--model.warmup_epochs", "0.1",
+            "--model.optim.lr", "0.05",
+            "--model.optim.warmup_epochs", "0.1",
             "--data.data_dir", str(fashion_mnist_dir),
             "--data.batch_size", "64",
             "--data.train_subset", "19200",
@@ -148,7 +148,8 @@ def test_checkpoint_round_trip_weights_only(trained_run: Path) -> None:
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)  # plain values only
     hp = raw["hyper_parameters"]
     assert hp["arch"] == "resnet20" and hp["num_classes"] == 10 and hp["in_chans"] == 1
-    assert hp["class_names"][0] == "T-shirt/top" and hp["dataset"] == "fashion_mnist"
+    info = hp["data_info"]
+    assert info["class_names"][0] == "T-shirt/top" and info["dataset"] == "fashion_mnist"
     model = ResNetClassifier.load_from_checkpoint(ckpt, weights_only=True)
     x = torch.randn(3, 1, 28, 28)
     model.eval()
@@ -331,7 +332,7 @@ def test_imagefolder_with_real_pngs(
     model = ResNetClassifier("resnet20", num_classes=3, model_kwargs=TINY)
     trainer = tiny_trainer(tmp_path, max_steps=3)
     trainer.fit(model, dm)
-    assert model.hparams["class_names"] == ["pullover", "trouser", "tshirt"]
+    assert model.hparams["data_info"]["class_names"] == ["pullover", "trouser", "tshirt"]
     assert len(dm.val_set) > 0  # type: ignore[arg-type]  # carved from train: no val/ folder
     result = trainer.test(model, dm, verbose=False)
     assert 0.0 <= result[0]["test_acc"] <= 1.0

@@ -108,7 +108,7 @@ def test_tta_is_used_in_validation_and_recorded(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, limit_val_batches=2)
     trainer.validate(model, dm, verbose=False)
     assert net.calls == 2 * 6  # two batches, six views each
-    assert model.hparams["tta"] == "flip_shift"
+    assert model.hparams["evaluation"]["tta"] == "flip_shift"
 
 
 def test_flip_tta_refused_on_digits(tmp_path: Path) -> None:

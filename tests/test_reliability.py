@@ -113,7 +113,7 @@ FIT_ARGS = [
     "--data.batch_size", "16",
     "--data.random_erasing", "0.5",
     "--model.model_kwargs", TINY,
-    "--model.lr", "0.05",
+    "--model.optim.lr", "0.05",
     "--trainer.max_epochs", "3",
     "--trainer.deterministic", "true",
     "--trainer.enable_progress_bar", "false",
@@ -200,11 +200,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
 # Every fast-training option on (issue #10): the EMA, TTA in validation, patch whitening (data
 # dependent, before the first step), fast BN biases and the linear schedule.
 RECIPE_ARGS = [
-    "--model.ema_decay", "0.9",
-    "--model.tta", "flip_shift",
-    "--model.whiten_stem", "true",
-    "--model.norm_bias_lr_scale", "8",
-    "--model.scheduler", "linear",
+    "--model.evaluation.ema_decay", "0.9",
+    "--model.evaluation.tta", "flip_shift",
+    "--model.recipe.whiten_stem", "true",
+    "--model.optim.norm_bias_lr_scale", "8",
+    "--model.optim.scheduler", "linear",
     "--model.channels_last", "true",
 ]  # fmt: skip
 
@@ -368,7 +368,7 @@ def test_per_rank_sampler_state_resumes_each_rank_exactly() -> None:
     disjoint share of the (seed, epoch) order, all ranks together the whole order (padded by
     wrapping); a state saved after k batches resumes every rank at its own next batch; resumed
     on 1 rank instead of 2, the remaining samples are exactly the ones not yet drawn."""
-    from resnet_pl.lightning.data import TensorImageDataset, _collate_batch
+    from resnet_pl.lightning.datamodules.tensor import TensorImageDataset, collate_batch
 
     n, batch = 101, 8
     ds = TensorImageDataset(torch.zeros(n, 1, 1, 1), torch.arange(n))
@@ -376,7 +376,7 @@ def test_per_rank_sampler_state_resumes_each_rank_exactly() -> None:
     def loader(rank: int, ranks: int = 2) -> ResumableDataLoader:
         return ResumableDataLoader(
             ds, batch, seed=5, drop_last=True, num_replicas=ranks, rank=rank,
-            collate_fn=_collate_batch,
+            collate_fn=collate_batch,
         )  # fmt: skip
 
     order = EpochShuffleSampler(n, 5).permutation(3)
@@ -608,8 +608,8 @@ def test_two_seeded_real_runs_are_identical(tmp_path: Path, fashion_mnist_dir: P
         "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "5",
         "--model.model_kwargs", '{"widths": [8, 16, 32]}',
-        "--model.lr", "0.05",
-        "--model.warmup_epochs", "0.1",
+        "--model.optim.lr", "0.05",
+        "--model.optim.warmup_epochs", "0.1",
         "--data.data_dir", str(fashion_mnist_dir),
         "--data.batch_size", "64",
         "--data.train_subset", "1280",
@@ -702,7 +702,8 @@ def test_cli_huge_learning_rate_is_one_line_error(
     step, and every checkpoint on disk holds finite weights."""
     code = main(
         ["fit", "--data.dataset", "fake", "--data.fake_size", "192", "--data.batch_size", "16",
-         "--model.model_kwargs", TINY, "--model.lr", "1e10", "--model.scheduler", "none",
+         "--model.model_kwargs", TINY, "--model.optim.lr", "1e10",
+         "--model.optim.scheduler", "none",
          "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
          "--checkpoint_every_n_steps", "1", "--run_root", str(tmp_path)]
     )  # fmt: skip
@@ -900,16 +901,16 @@ FAKE = ["--data.dataset", "fake", "--data.fake_size", "64", "--data.batch_size",
 BAD_OPTIONS = {
     "unknown-arch": (["--model.arch", "resnet21"], r"unknown model 'resnet21'.*Did you mean"),
     "unknown-dataset": (["--data.dataset", "fashion-mnist"], r"Did you mean fashion_mnist"),
-    "unknown-optimizer": (["--model.optimizer", "lamb"], r"model\.optimizer.*lamb"),
-    "unknown-scheduler": (["--model.scheduler", "poly"], r"model\.scheduler.*poly"),
+    "unknown-optimizer": (["--model.optim.optimizer", "lamb"], r"model\.optimizer.*lamb"),
+    "unknown-scheduler": (["--model.optim.scheduler", "poly"], r"model\.scheduler.*poly"),
     "zero-batch": (["--data.batch_size", "0"], r"batch_size must be a positive integer, got 0"),
     "negative-batch": (["--data.batch_size", "-8"], r"batch_size must be a positive integer"),
     "text-batch": (["--data.batch_size", "lots"], r"data\.batch_size.*lots"),
-    "zero-lr": (["--model.lr", "0"], r"lr must be a positive number, got 0\.0"),
-    "negative-lr": (["--model.lr", "-0.1"], r"lr must be a positive number"),
-    "nan-lr": (["--model.lr", "nan"], r"model\.lr.*nan|lr must be a positive number"),
+    "zero-lr": (["--model.optim.lr", "0"], r"lr must be a positive number, got 0\.0"),
+    "negative-lr": (["--model.optim.lr", "-0.1"], r"lr must be a positive number"),
+    "nan-lr": (["--model.optim.lr", "nan"], r"model\.lr.*nan|lr must be a positive number"),
     "missing-ckpt": (["--ckpt_path", "/nonexistent/last.ckpt"], r"ckpt_path .* does not exist"),
-    "negative-wd": (["--model.weight_decay", "-1"], r"weight_decay must be a finite number"),
+    "negative-wd": (["--model.optim.weight_decay", "-1"], r"weight_decay must be a finite number"),
     "num-classes": (["--model.num_classes", "7"], r"num_classes"),
     "bad-model-kwargs": (["--model.model_kwargs", '{"wdths": [8]}'], r"bad model_kwargs"),
     "no-weights": (["--model.arch", "resnet32", "--model.pretrained", "true"], r"resnet32"),
@@ -962,7 +963,7 @@ def test_cli_subprocess_prints_one_line_not_a_traceback(tmp_path: Path) -> None:
     """The real console entry point: exit status 2, the message last, no traceback, no usage
     page."""
     out = subprocess.run(
-        [sys.executable, "-m", "resnet_pl.cli", "fit", *FAKE, "--model.lr", "-1",
+        [sys.executable, "-m", "resnet_pl.cli", "fit", *FAKE, "--model.optim.lr", "-1",
          "--run_root", str(tmp_path)],
         capture_output=True, text=True, cwd=REPO, env=_env(), timeout=300,
     )  # fmt: skip
@@ -1393,13 +1394,13 @@ def test_loader_resumes_at_the_saved_batch(workers: int) -> None:
     batches are exactly those of the uninterrupted epoch, also with worker processes; a
     second interruption in the same epoch resumes correctly too; the order of an epoch
     depends on (seed, epoch) only."""
-    from resnet_pl.lightning.data import TensorImageDataset, _collate_batch
+    from resnet_pl.lightning.datamodules.tensor import TensorImageDataset, collate_batch
 
     ds = TensorImageDataset(torch.arange(100).view(100, 1, 1, 1), torch.arange(100))
 
     def loader() -> ResumableDataLoader:
         return ResumableDataLoader(
-            ds, 8, seed=3, drop_last=True, num_workers=workers, collate_fn=_collate_batch
+            ds, 8, seed=3, drop_last=True, num_workers=workers, collate_fn=collate_batch
         )
 
     full = loader()

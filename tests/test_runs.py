@@ -113,7 +113,7 @@ def test_two_runs_one_name_side_by_side_each_resume_their_own(
                 "-m",
                 "resnet_pl.cli",
                 *common,
-                "--model.lr",
+                "--model.optim.lr",
                 lr,
                 "--seed_everything",
                 seed,
@@ -142,7 +142,7 @@ def test_two_runs_one_name_side_by_side_each_resume_their_own(
         assert sum(n.startswith("best-") for n in names) == 1  # one run's top-1, not two
         assert not [n for n in names if re.search(r"-v\d+\.ckpt$", n)]  # no last-v1.ckpt
         for ckpt in (folder / "checkpoints").glob("*.ckpt"):  # every file is this run's
-            assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["lr"] == lr
+            assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["optim"]["lr"] == lr
     assert lrs == {0.05, 0.02}
 
     helpers = tmp_path / "helpers"
@@ -156,7 +156,7 @@ def test_two_runs_one_name_side_by_side_each_resume_their_own(
         last = folder / "checkpoints" / "last.ckpt"
         saved = torch.load(last, weights_only=True)
         cli = cli_main(
-            [*common, "--config", str(config), "--model.lr", lr, "--trainer.max_epochs", "2",
+            [*common, "--config", str(config), "--model.optim.lr", lr, "--trainer.max_epochs", "2",
              "--ckpt_path", str(last)]
         )  # fmt: skip
         start = next(c for c in cli.trainer.callbacks if type(c).__name__ == "StartState")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -153,7 +154,7 @@ class ResNetCLI(LightningCLI):
         from jsonargparse import ArgumentError
 
         try:
-            super()._parse_ckpt_path()
+            self._parse_ckpt_hparams(path)
         except ArgumentError:  # the file loaded; its hyperparameters do not fit the options
             raise
         except Exception as err:  # torch.load of arbitrary bytes can raise almost anything
@@ -174,6 +175,26 @@ class ResNetCLI(LightningCLI):
         from resnet_pl.lightning.finetune import find_lr
 
         find_lr(self.trainer, self.model, self.datamodule)
+
+    def _parse_ckpt_hparams(self, path: str) -> None:
+        """LightningCLI's own reading of ``--ckpt_path``'s hyperparameters, with the flat
+        hyperparameters of checkpoints from before the grouping moved into their groups."""
+        import torch
+
+        from resnet_pl.lightning.hparams import migrate_flat
+
+        if not Path(path).is_file():
+            return
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+        hparams = dict(ckpt.get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        hparams, _ = migrate_flat(hparams)
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        subcommand = self.config.subcommand
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         cfg, run_dir, option = self._run_config()
@@ -312,6 +333,97 @@ def _global_step(ckpt: Path) -> int | None:
         return None
 
 
+# ---- the flat model options of before the grouping (``--model.lr`` -> ``--model.optim.lr``) ----
+def _model_flag(arg: str) -> tuple[str, str, str] | None:
+    """``(prefix, old name, rest)`` of a flat model flag of before the grouping
+    (``--model.lr=0.1`` -> ``("--model.", "lr", "=0.1")``), else None."""
+    from resnet_pl.lightning.hparams import new_name
+
+    for prefix in ("--model.init_args.", "--model."):
+        if arg.startswith(prefix):
+            name, sep, value = arg[len(prefix) :].partition("=")
+            if new_name(name) is not None:
+                return prefix, name, sep + value
+            return None
+    return None
+
+
+def migrate_argv(argv: list[str]) -> list[str]:
+    """The command line with the flat model options of before the grouping renamed, one
+    deprecation line each on stderr (``--model.lr`` -> ``--model.optim.lr``), and every
+    ``--config`` file that uses them replaced by a migrated copy (one line per file)."""
+    from resnet_pl.lightning.hparams import new_name
+
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        flag = _model_flag(arg)
+        if flag is not None:
+            prefix, name, rest = flag
+            new = f"{prefix}{new_name(name)}"
+            print(
+                f"resnet-pl: {prefix}{name} is deprecated; use {new} (the model options are "
+                f"grouped: resnet-pl fit --help)",
+                file=sys.stderr,
+            )
+            out.append(new + rest)
+            continue
+        previous = argv[i - 1] if i else ""
+        if previous in ("--config", "-c") and not arg.startswith("-"):
+            out.append(_migrated_config(arg))
+        elif arg.startswith("--config="):
+            out.append("--config=" + _migrated_config(arg.split("=", 1)[1]))
+        else:
+            out.append(arg)
+    return out
+
+
+def _migrated_config(path: str) -> str:
+    """``path``, or a migrated copy of the YAML config when its ``model`` section uses flat
+    option names of before the grouping."""
+    import atexit
+    import shutil
+
+    import yaml
+
+    from resnet_pl.lightning.hparams import migrate_flat
+
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return path  # LightningCLI reports an unreadable config itself
+    if not isinstance(config, dict):
+        return path
+    moved: list[str] = []
+    sections = [config, *(v for k, v in config.items() if k in SUBCOMMANDS and isinstance(v, dict))]
+    for section in sections:
+        model = section.get("model")
+        if not isinstance(model, dict):
+            continue
+        if isinstance(model.get("init_args"), dict):
+            model["init_args"], names = migrate_flat(model["init_args"])
+        else:
+            section["model"], names = migrate_flat(model)
+        moved += names
+    if not moved:
+        return path
+    from resnet_pl.lightning.hparams import new_name
+
+    renames = ", ".join(f"{k} -> {new_name(k)}" for k in dict.fromkeys(moved))
+    print(
+        f"resnet-pl: {path}: flat model options are deprecated; nest them in their group "
+        f"({renames})",
+        file=sys.stderr,
+    )
+    folder = tempfile.mkdtemp(prefix="resnet_pl_config_")
+    atexit.register(shutil.rmtree, folder, True)
+    copy = Path(folder) / Path(path).name
+    copy.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return str(copy)
+
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
 def cli_main(
     args: list[str] | None = None,
     *,
@@ -325,13 +437,29 @@ def cli_main(
     (:class:`~resnet_pl.lightning.distill.DistillationClassifier` is imported, so its short name
     works) is chosen with ``--model NAME`` or ``model: class_path: ...`` in a config.
     ``exit_on_error=False`` raises ``jsonargparse.ArgumentError`` for a bad option instead of
-    printing the usage and exiting."""
+    printing the usage and exiting. Flat model options of before the grouping
+    (``--model.lr``, ``model: {lr: ...}`` in a config) are renamed with a deprecation line
+    (:func:`migrate_argv`)."""
+    args = migrate_argv(sys.argv[1:] if args is None else list(args))
+    with warnings.catch_warnings():
+        # The renamed args differ from sys.argv on purpose.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return _make_cli(args, model_class, datamodule_class, run, exit_on_error)
+
+
+def _make_cli(
+    args: list[str],
+    model_class: type[ResNetClassifier],
+    datamodule_class: type[ImageDataModule],
+    run: bool,
+    exit_on_error: bool,
+) -> ResNetCLI:
     return ResNetCLI(
         model_class,
         datamodule_class,
         args=args,  # type: ignore[arg-type]
         run=run,
-        subclass_mode_model=names_model_class(sys.argv[1:] if args is None else args),
+        subclass_mode_model=names_model_class(args),
         save_config_callback=AtomicSaveConfigCallback,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},

@@ -181,9 +181,13 @@ def decide(
         f"{steps} steps per epoch; ~{target} steps in all "
         f"({'pretrained' if weights else 'from scratch'}), within [{MIN_EPOCHS}, {MAX_EPOCHS}]",
     )
-    choose("model.scheduler", "onecycle", "short runs on small data: one-cycle (warm-up + anneal)")
     choose(
-        "model.freeze_backbone_epochs",
+        "model.optim.scheduler",
+        "onecycle",
+        "short runs on small data: one-cycle (warm-up + anneal)",
+    )
+    choose(
+        "model.finetune.freeze_backbone_epochs",
         0,
         "one-cycle's warm-up already starts the backbone gently; a frozen first epoch (at "
         "warm-up rates) left the new head at 38% val on a 1,000-image folder"
@@ -191,7 +195,7 @@ def decide(
         else "from scratch: nothing to freeze",
     )
     choose(
-        "model.layer_decay",
+        "model.finetune.layer_decay",
         0.8 if weights else 1.0,
         "each level below the head at 0.8x the rate above it" if weights else "from scratch",
     )

@@ -114,6 +114,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     hp, weights = ckpt["hyper_parameters"], ckpt["state_dict"]
     if not isinstance(hp, Mapping) or not isinstance(weights, Mapping):
         raise CheckpointError(f"{path}: hyper_parameters and state_dict must be mappings")
+    hp = flat_hparams(hp)
     arch_name = str(hp.get("arch", ""))
     if not arch_name or arch_name == "custom":
         raise CheckpointError(
@@ -147,6 +148,25 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         epoch=ckpt.get("epoch"),
         global_step=ckpt.get("global_step"),
     )
+
+
+# Mappings among hyperparameters that are options of something else, not option groups.
+NOT_GROUPS = frozenset({"model_kwargs"})
+
+
+def flat_hparams(hp: Mapping[str, Any]) -> dict[str, Any]:
+    """One flat view of a checkpoint's hyperparameters, whichever form they have: the grouped
+    form of today (``{"optim": {"lr": ...}, "data_info": {"mean": ...}}``) is flattened to the
+    flat form of before (``{"lr": ..., "mean": ...}``), which is what this reader's users look
+    up (``arch``, ``num_classes``, ``mean``, ``tta``, ``teacher``...). Any mapping value except
+    ``model_kwargs`` is a group, so a group added later needs no change here."""
+    flat: dict[str, Any] = {}
+    for key, value in hp.items():
+        if isinstance(value, Mapping) and key not in NOT_GROUPS:
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
 
 
 def build_model(ck: CheckpointContents) -> nn.Module:

@@ -10,16 +10,30 @@ from resnet_pl.lightning.errors import (
     NonFiniteWeightsError,
     UntrustedCheckpointError,
 )
+from resnet_pl.lightning.hparams import (
+    DataInfo,
+    DistillConfig,
+    EvalConfig,
+    FinetuneConfig,
+    OptimConfig,
+    RecipeConfig,
+)
 from resnet_pl.lightning.module import ResNetClassifier
 
 __all__ = [
     "BadCheckpointError",
     "ConfigError",
+    "DataInfo",
     "DataNotFoundError",
+    "DistillConfig",
     "DistillationClassifier",
+    "EvalConfig",
+    "FinetuneConfig",
     "ImageDataModule",
     "NonFiniteLossError",
     "NonFiniteWeightsError",
+    "OptimConfig",
+    "RecipeConfig",
     "ResNetClassifier",
     "TeacherMismatchError",
     "UntrustedCheckpointError",

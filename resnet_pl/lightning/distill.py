@@ -17,7 +17,9 @@ batch for itself; a KL x T^2 logit loss; a projected feature loss), as a Lightni
   so ``load_from_checkpoint`` and ``--ckpt_path`` resume rebuild the same teacher and refuse,
   with one clear message, a teacher file that changed.
 
-Loss: ``alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)``, plus
+Loss options are one group, :class:`~resnet_pl.lightning.hparams.DistillConfig`
+(``--model.distill.temperature`` ...). Loss:
+``alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)``, plus
 ``feature_weight * MSE(proj(s_k), t_k)`` on stage ``k`` when ``feature_weight > 0``, where
 ``proj`` is a learned 1x1 convolution (trained, saved in the Lightning checkpoint for exact
 resume, never part of ``self.model`` and so never exported).
@@ -28,13 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from resnet_pl.lightning.errors import ConfigError
+from resnet_pl.lightning.hparams import CLASSIFIER_GROUPS, DistillConfig
 from resnet_pl.lightning.module import ResNetClassifier
 
 if TYPE_CHECKING:
@@ -259,11 +262,8 @@ class DistillationClassifier(ResNetClassifier):
     Args:
         teacher: registry name with weights (``"resnet20.fashion_mnist"``), a resnet-pl
             Lightning checkpoint path, or a list of them (an ensemble: logits averaged).
-        temperature: ``T`` of the softened distributions (> 0).
-        alpha: weight of the KD term; ``1 - alpha`` weighs the cross-entropy (in [0, 1]).
-        feature_weight: weight of the feature loss (0: logit distillation only).
-        feature_stage: 1-based stage whose output is matched (student and teacher); None: the
-            last stage.
+        distill: the loss: ``temperature``, ``alpha``, ``feature_weight``, ``feature_stage``
+            (:class:`~resnet_pl.lightning.hparams.DistillConfig`).
         teacher_sha256: the teachers' file digests. Filled in when the teachers load and saved
             in checkpoints; a resumed run passes them back, and a teacher whose file no longer
             matches is refused. Leave unset for a new run.
@@ -274,19 +274,19 @@ class DistillationClassifier(ResNetClassifier):
     ``train_feature_loss``.
     """
 
+    HPARAM_GROUPS: ClassVar[dict[str, type]] = {**CLASSIFIER_GROUPS, "distill": DistillConfig}
+
     def __init__(
         self,
         *args: Any,
         teacher: str | list[str] = "resnet20.fashion_mnist",
-        temperature: float = 4.0,
-        alpha: float = 0.9,
-        feature_weight: float = 0.0,
-        feature_stage: int | None = None,
+        distill: DistillConfig = DistillConfig(),  # noqa: B008 (frozen)
         teacher_sha256: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        _check_kd_options(teacher, temperature, alpha, feature_weight, teacher_sha256)
-        super().__init__(*args, **kwargs)
+        _check_kd_options(teacher, teacher_sha256)
+        super().__init__(*args, **kwargs)  # checks the distill group too
+        loss = self.hparams["distill"]
         sources = [teacher] if isinstance(teacher, str) else [str(t) for t in teacher]
         expected = list(teacher_sha256) if teacher_sha256 else [None] * len(sources)
         members = [
@@ -305,8 +305,8 @@ class DistillationClassifier(ResNetClassifier):
         self.feature_proj: nn.ModuleList | None = None
         self._student_tap = FeatureTap(training_only=True)
         self._batch_input: Tensor | None = None
-        if feature_weight > 0:
-            self._setup_feature_loss(members, feature_stage)
+        if loss["feature_weight"] > 0:
+            self._setup_feature_loss(members, loss["feature_stage"])
 
     # ---- setup ------------------------------------------------------------------------------
     @property
@@ -369,7 +369,7 @@ class DistillationClassifier(ResNetClassifier):
         groups = super().parameter_groups()
         if self.feature_proj is not None:
             params = list(self.feature_proj.parameters())
-            lr, wd = self.hparams["lr"], self.hparams["weight_decay"]
+            lr, wd = self.hparams["optim"]["lr"], self.hparams["optim"]["weight_decay"]
             kernels = [p for p in params if p.ndim > 1]
             biases = [p for p in params if p.ndim <= 1]
             groups.append({"params": kernels, "weight_decay": wd, "lr": lr})
@@ -378,7 +378,8 @@ class DistillationClassifier(ResNetClassifier):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        if self.hparams.get("mean") is None or self.hparams.get("std") is None:
+        info = self.hparams["data_info"]
+        if info["mean"] is None or info["std"] is None:
             raise ConfigError(
                 "DistillationClassifier needs the student's mean/std to prepare the teacher's "
                 "inputs: train with ImageDataModule (it records them) or pass mean=... std=..."
@@ -401,7 +402,7 @@ class DistillationClassifier(ResNetClassifier):
         return torch.stack(logits).mean(0) if len(logits) > 1 else logits[0]
 
     def _student_stats(self, x: Tensor) -> tuple[Sequence[float], Sequence[float]]:
-        mean, std = self.hparams.get("mean"), self.hparams.get("std")
+        mean, std = self.hparams["data_info"]["mean"], self.hparams["data_info"]["std"]
         if mean is None or std is None:
             raise ConfigError(
                 "the student's mean/std are unknown: pass mean=... std=... (or use "
@@ -415,7 +416,7 @@ class DistillationClassifier(ResNetClassifier):
         """``{"loss", "kd", "ce"}``: ``kd = T^2 * KL(softmax(t/T) || softmax(s/T))`` (mean over
         the batch), ``ce`` the student's criterion (label smoothing, soft mixed targets),
         ``loss = alpha * kd + (1 - alpha) * ce``. Computed in float32 under autocast."""
-        t, a = self.hparams["temperature"], self.hparams["alpha"]
+        t, a = self.hparams["distill"]["temperature"], self.hparams["distill"]["alpha"]
         s = student_logits.float()
         log_p_s = F.log_softmax(s / t, dim=1)
         log_p_t = F.log_softmax(teacher_logits.float() / t, dim=1)
@@ -458,7 +459,7 @@ class DistillationClassifier(ResNetClassifier):
         logged = {"train_kd_loss": parts["kd"], "train_ce_loss": parts["ce"]}
         if self.feature_proj is not None:
             feat = self.feature_loss()
-            loss = loss + self.hparams["feature_weight"] * feat
+            loss = loss + self.hparams["distill"]["feature_weight"] * feat
             logged["train_feature_loss"] = feat
         if self._trainer is not None and self.trainer.training:
             self.log_dict(logged, on_step=True, on_epoch=True)
@@ -470,9 +471,9 @@ class DistillationClassifier(ResNetClassifier):
         # Readable provenance besides the hyperparameters (plain values: weights_only-safe).
         checkpoint["distillation"] = {
             "teachers": [{"source": t.source, "sha256": t.sha256} for t in self.teachers],
-            "temperature": self.hparams["temperature"],
-            "alpha": self.hparams["alpha"],
-            "feature_weight": self.hparams["feature_weight"],
+            "temperature": self.hparams["distill"]["temperature"],
+            "alpha": self.hparams["distill"]["alpha"],
+            "feature_weight": self.hparams["distill"]["feature_weight"],
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -491,13 +492,7 @@ class DistillationClassifier(ResNetClassifier):
         super().on_load_checkpoint(checkpoint)
 
 
-def _check_kd_options(
-    teacher: Any,
-    temperature: float,
-    alpha: float,
-    feature_weight: float,
-    teacher_sha256: Any,
-) -> None:
+def _check_kd_options(teacher: Any, teacher_sha256: Any) -> None:
     """Bad distillation options fail before any teacher is read."""
     if isinstance(teacher, str):
         n = 1
@@ -510,12 +505,6 @@ def _check_kd_options(
             f"teacher must be a weights name, a checkpoint path or a non-empty list of them, "
             f"got {teacher!r}"
         )
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise ConfigError(f"temperature must be a positive number, got {temperature}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"alpha must be in [0, 1] (the KD share of the loss), got {alpha}")
-    if not (feature_weight >= 0 and math.isfinite(feature_weight)):
-        raise ConfigError(f"feature_weight must be a finite number >= 0, got {feature_weight}")
     if teacher_sha256 is not None and len(teacher_sha256) != n:
         raise TeacherMismatchError(
             f"teacher_sha256 lists {len(teacher_sha256)} digests for {n} teacher(s): the "

@@ -197,26 +197,6 @@ def group_rates(optimizer: Any) -> dict[str, float]:
     return {str(g.get("name", i)): float(g["lr"]) for i, g in enumerate(optimizer.param_groups)}
 
 
-def check_finetune_options(
-    lr: Any, layer_decay: float, unfreeze_interval: int, freeze_backbone_epochs: int
-) -> None:
-    """Bad fine-tuning options fail in the constructor, one line each."""
-    from resnet_pl.lightning.errors import ConfigError
-
-    if isinstance(lr, str) and lr != "auto":
-        raise ConfigError(f"lr must be a positive number or 'auto' (the finder), got {lr!r}")
-    if not 0.0 < layer_decay <= 1.0:
-        raise ConfigError(
-            f"layer_decay must be in (0, 1] (1 disables it; 0.7-0.9 is usual), got {layer_decay}"
-        )
-    for name, value in (
-        ("unfreeze_interval", unfreeze_interval),
-        ("freeze_backbone_epochs", freeze_backbone_epochs),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-
-
 LR_FIND_STEPS = 60
 
 
@@ -236,7 +216,7 @@ def find_lr(
 
     from resnet_pl.lightning.errors import ConfigError
 
-    hp = model.hparams
+    hp = model.hparams["optim"]
     if hp.get("lr") != "auto":
         return None
     hp["lr"] = 1e-3  # a number for configure_optimizers; the finder replaces every group's
@@ -264,7 +244,7 @@ def find_lr(
         )
     lr = float(suggestion)
     hp["lr"] = lr
-    model._hparams_initial["lr"] = lr
+    model._hparams_initial["optim"]["lr"] = lr
     for logger in trainer.loggers:
         logger.log_hyperparams({"lr": lr, "lr_found": lr})
     root = trainer.default_root_dir

@@ -17,11 +17,14 @@ rebuilds the model with no arguments.
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 import pickle
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -41,13 +44,25 @@ from resnet_pl.lightning.errors import (
     UntrustedCheckpointError,
     checkpoint_load_error,
 )
+from resnet_pl.lightning.hparams import (  # noqa: F401 (their home before the grouping)
+    ALL_GROUPS,
+    CLASSIFIER_GROUPS,
+    OPTIMIZERS,
+    SCHEDULES,
+    DataInfo,
+    EvalConfig,
+    FinetuneConfig,
+    OptimConfig,
+    Optimizer,
+    RecipeConfig,
+    Schedule,
+    field_names,
+    group_dict,
+    legacy_names,
+    migrate_flat,
+)
 from resnet_pl.models.registry import get_builder, split_name
-from resnet_pl.models.tta import TTAMode, check_mode, tta_logits
-
-Optimizer = Literal["sgd", "adam", "adamw"]
-Schedule = Literal["cosine", "linear", "onecycle", "step", "none"]
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "linear", "onecycle", "step", "none")
+from resnet_pl.models.tta import check_mode, tta_logits
 
 
 class ResNetClassifier(L.LightningModule):
@@ -59,57 +74,35 @@ class ResNetClassifier(L.LightningModule):
         num_classes: classifier size (the CLI links it to the data's).
         in_chans: input channels (the CLI links it to the data's).
         pretrained: start from verified pretrained weights (head/stem adapted if they differ).
+        weights: starting weights, one option for every source: a registry name
+            (``wrn_16_2.fashion_mnist``), a Lightning checkpoint (``.ckpt``) or a
+            ``save_pretrained`` folder (:mod:`resnet_pl.lightning.start_weights`). The
+            architecture comes from the weights; the name and the file's sha256
+            (``weights_sha256``) are recorded in checkpoints and model cards.
+        weights_sha256: filled in when ``weights`` is loaded; a model restored from a
+            checkpoint has it and does not read the starting weights again.
         model_kwargs: further options of the architecture (``drop_path_rate``, ``stem``...).
         model: a ready ``nn.Module`` instead of ``arch`` (not saved in the checkpoint: pass it
             again to ``load_from_checkpoint``).
-        optimizer: ``sgd`` (Nesterov momentum), ``adam`` or ``adamw``.
-        lr: peak learning rate; weight_decay: L2 / decoupled decay, never on norms or biases.
-        momentum, nesterov: for SGD; betas: for Adam/AdamW.
-        scheduler: ``cosine`` (linear warm-up then cosine to ``min_lr_ratio * lr``),
-            ``linear`` (linear warm-up then linear decay to ``min_lr_ratio * lr``: the
-            triangular schedule of fast-training recipes), ``onecycle``, ``step`` (x
-            ``step_gamma`` at each ``step_milestones`` epoch), ``none``.
-        warmup_epochs: linear warm-up length for ``cosine`` (may be fractional).
-        label_smoothing: cross-entropy label smoothing.
-        mixup_alpha, cutmix_alpha: batch mixing (torchvision v2 MixUp/CutMix); 0 disables.
-        freeze_backbone_epochs: train only the head for this many epochs, then everything.
-            Frozen parameter groups stay in the optimizer with a zero step
-            (:mod:`resnet_pl.lightning.finetune`), so exact resume and DDP keep working.
-        backbone_lr_scale: discriminative learning rate: backbone lr = ``lr * scale``.
-        layer_decay: layer-wise learning-rate decay: a group ``k`` levels below the head
-            (stem = deepest) trains at ``lr * layer_decay ** k``, set on the group itself so
-            every torch/Lightning scheduler applies it. 1.0 disables.
-        unfreeze_interval: gradual unfreezing: after ``freeze_backbone_epochs``, thaw one level
-            every this many epochs from the top (0: the whole backbone at once).
-        train_bn: while frozen, keep training BatchNorm layers (affine parameters and running
-            statistics, fastai's default); ``False`` keeps them exactly as loaded.
-        weights: starting weights, one flag for every source: a registry name
-            (``wrn_16_2.fashion_mnist``), a Lightning checkpoint (``.ckpt``) or a
-            ``save_pretrained`` folder. The architecture comes from the weights; the name and
-            the file's sha256 are recorded (``weights_sha256``) in checkpoints and model cards.
-        weights_sha256: filled in when ``weights`` is loaded; a model restored from a
-            checkpoint has it and does not read the starting weights again.
+        optim: optimiser and learning-rate schedule (:class:`OptimConfig`).
+        finetune: frozen epochs and backbone learning rate (:class:`FinetuneConfig`).
+        recipe: label smoothing, mixup/cutmix, stem whitening (:class:`RecipeConfig`).
+        evaluation: weight averaging (EMA) and test-time augmentation (:class:`EvalConfig`).
+        data_info: what the model was trained on (dataset, class names, normalisation, input
+            size, crop): filled from the data module, saved in checkpoints (:class:`DataInfo`).
         channels_last: run the network in channels-last memory format (faster on GPUs with
             tensor cores and on many CPUs).
-        norm_bias_lr_scale: learning-rate multiplier for BatchNorm biases (airbench trains
-            them 64x faster); they never get weight decay.
-        ema_decay: keep an exponential moving average of the weights (and BN statistics) with
-            this decay, warmed up over the first steps (:class:`resnet_pl.lightning.ema.EMA`,
-            on Lightning's ``WeightAveraging``); validation, checkpoints and everything that
-            reads them (test, classify, export, hub) use the average. ``0`` disables.
-        ema_every_n_steps: update the average every N optimizer steps.
-        tta: test-time augmentation for validate/test/predict: ``none``, ``flip`` (2 views),
-            ``shift`` (3), ``flip_shift`` (6); recorded in checkpoints so ``resnet-pl test``,
-            ``classify`` and ``hub verify`` use the same views (:mod:`resnet_pl.models.tta`).
-        whiten_stem: before the first step of a new run, set the first convolution's filters
-            to the patch-whitening transform of training images (airbench's data-dependent
-            initialisation; :func:`resnet_pl.models.init.whiten_conv_`).
         compile: ``torch.compile`` the network (``nn.Module.compile``, so checkpoint keys do
             not change); its compile time is part of the first steps.
-        class_names, mean, std, input_size, crop_pct, dataset: what the model was trained on;
-            filled from the datamodule when not given, saved in checkpoints so exports and
-            ``classify`` pre-process and label as evaluation did.
+
+    Each group is a dataclass (or a plain dict of its fields); on the command line its fields
+    are ``--model.<group>.<field>`` (``--model.optim.lr 0.2``). The flat names of before the
+    grouping (``lr=0.2``, ``--model.lr``) still work, with a deprecation warning, and
+    checkpoints that use them load unchanged (:mod:`resnet_pl.lightning.hparams`).
     """
+
+    #: The option groups (name -> dataclass); a subclass adds its own by extending the mapping.
+    HPARAM_GROUPS: ClassVar[dict[str, type]] = CLASSIFIER_GROUPS
 
     def __init__(
         self,
@@ -119,61 +112,64 @@ class ResNetClassifier(L.LightningModule):
         pretrained: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         model: nn.Module | None = None,
-        optimizer: Optimizer = "sgd",
-        lr: float | Literal["auto"] = 0.1,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        betas: tuple[float, float] = (0.9, 0.999),
-        weight_decay: float = 5e-4,
-        scheduler: Schedule = "cosine",
-        warmup_epochs: float = 1.0,
-        min_lr_ratio: float = 0.0,
-        step_milestones: Sequence[int] = (30, 60, 80),
-        step_gamma: float = 0.1,
-        label_smoothing: float = 0.0,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        freeze_backbone_epochs: int = 0,
-        backbone_lr_scale: float = 1.0,
-        layer_decay: float = 1.0,
-        unfreeze_interval: int = 0,
-        train_bn: bool = False,
         weights: str | None = None,
         weights_sha256: str | None = None,
+        optim: OptimConfig = OptimConfig(),  # noqa: B008 (frozen)
+        finetune: FinetuneConfig = FinetuneConfig(),  # noqa: B008
+        recipe: RecipeConfig = RecipeConfig(),  # noqa: B008
+        evaluation: EvalConfig = EvalConfig(),  # noqa: B008
+        data_info: DataInfo = DataInfo(),  # noqa: B008
         channels_last: bool = False,
-        norm_bias_lr_scale: float = 1.0,
-        ema_decay: float = 0.0,
-        ema_every_n_steps: int = 1,
-        tta: TTAMode = "none",
-        whiten_stem: bool = False,
         compile: bool = False,
-        class_names: list[str] | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        input_size: Sequence[int] | None = None,
-        dataset: str | None = None,
-        crop_pct: float | None = None,
+        **legacy: Any,
     ) -> None:
         super().__init__()
-        from resnet_pl.lightning.finetune import check_finetune_options
-
-        check_finetune_options(lr, layer_decay, unfreeze_interval, freeze_backbone_epochs)
-        lr_checked = 1.0 if lr == "auto" else lr
-        _check_hparams(optimizer, lr_checked, weight_decay, scheduler, num_classes, in_chans,
-                       label_smoothing, mixup_alpha, cutmix_alpha, backbone_lr_scale)  # fmt: skip
-        _check_recipe(norm_bias_lr_scale, ema_decay, ema_every_n_steps, tta)
+        _check_hparams(num_classes, in_chans)
         if model is None and weights is None:
             _check_arch(arch)
         # Plain values only: the module passed as ``model`` is never pickled into hparams.
         self.save_hyperparameters(ignore=["model"])
+        self._group_hparams(legacy)
         if model is not None:
             self.hparams["arch"] = "custom"
+            self._hparams_initial["arch"] = "custom"  # type: ignore[index]
         self.model = model if model is not None else self.build_model()
         self.configure_losses()
         self.configure_metrics()
         self._mix = self._build_mixing()
         if compile:
             self.model.compile()
+
+    def _group_hparams(self, legacy: dict[str, Any]) -> None:
+        """Hyperparameters in their final form: every group a complete plain dict, old flat
+        names moved into their group (with a deprecation warning: they came from a call)."""
+        groups = type(self).HPARAM_GROUPS
+        old = legacy_names(groups)
+        unknown = [k for k in legacy if k not in old and not k.startswith("_")]
+        if unknown:
+            raise ConfigError(
+                f"{type(self).__name__} got unknown argument(s) {', '.join(unknown)}; its "
+                f"options are {', '.join(_init_names(type(self)))} (groups: "
+                f"{', '.join(groups)})"
+            )
+        hp, moved = migrate_flat(dict(self.hparams), groups)
+        if moved:
+            names = ", ".join(f"{k} -> {old[k]}.{k}" for k in moved)
+            warnings.warn(
+                f"{type(self).__name__}: flat options are deprecated, use their groups "
+                f"({names}; on the command line --model.{old[moved[0]]}.{moved[0]})",
+                FutureWarning,
+                stacklevel=3,
+            )
+        for group, cls in groups.items():
+            hp[group] = group_dict(hp.get(group), cls, group)
+        self._set_hparams(hp)
+        self._hparams_initial = copy.deepcopy(self._hparams)
+
+    def group(self, name: str) -> Any:
+        """Hyperparameter group ``name`` as its dataclass (a snapshot; ``hparams`` holds the
+        plain dict)."""
+        return self.HPARAM_GROUPS[name](**self.hparams[name])
 
     # ---- hooks a subclass may override -------------------------------------------------------
     def build_model(self) -> nn.Module:
@@ -204,7 +200,9 @@ class ResNetClassifier(L.LightningModule):
     def configure_losses(self) -> None:
         """Set ``self.criterion``; the default is cross-entropy with label smoothing, which also
         accepts the soft targets that mixup/cutmix produce."""
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.hparams["label_smoothing"])
+        self.criterion = nn.CrossEntropyLoss(
+            label_smoothing=self.hparams["recipe"]["label_smoothing"]
+        )
 
     def configure_metrics(self) -> None:
         """One collection cloned per stage (``train_``, ``val_``, ``test_`` prefixes), plus
@@ -235,18 +233,18 @@ class ResNetClassifier(L.LightningModule):
         (:func:`resnet_pl.lightning.finetune.build_parameter_groups`)."""
         from resnet_pl.lightning.finetune import build_parameter_groups
 
-        hp = self.hparams
+        optim, finetune = self.hparams["optim"], self.hparams["finetune"]
         return build_parameter_groups(
             self.model,
-            lr=_lr_value(hp["lr"]),
-            weight_decay=hp["weight_decay"],
-            backbone_lr_scale=hp["backbone_lr_scale"],
-            layer_decay=hp.get("layer_decay", 1.0),
-            norm_bias_lr_scale=hp.get("norm_bias_lr_scale", 1.0),
+            lr=_lr_value(optim["lr"]),
+            weight_decay=optim["weight_decay"],
+            backbone_lr_scale=finetune["backbone_lr_scale"],
+            layer_decay=finetune.get("layer_decay", 1.0),
+            norm_bias_lr_scale=optim["norm_bias_lr_scale"],
         )
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp = self.hparams["optim"]
         groups = self.parameter_groups()
         lr = _lr_value(hp["lr"])
         if hp["optimizer"] == "sgd":
@@ -305,7 +303,7 @@ class ResNetClassifier(L.LightningModule):
 
     def eval_logits(self, x: Tensor) -> Tensor:
         """Logits for evaluation: ``forward`` averaged over the ``tta`` views."""
-        return tta_logits(self, x, self.hparams.get("tta", "none"))
+        return tta_logits(self, x, self.hparams["evaluation"]["tta"])
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
@@ -359,7 +357,7 @@ class ResNetClassifier(L.LightningModule):
     # ---- data-derived metadata and checks ----------------------------------------------------
     @property
     def class_names(self) -> list[str]:
-        names = self.hparams.get("class_names")
+        names = self.hparams["data_info"]["class_names"]
         return list(names) if names else [str(i) for i in range(self.hparams["num_classes"])]
 
     def setup(self, stage: str) -> None:
@@ -381,37 +379,38 @@ class ResNetClassifier(L.LightningModule):
                 f"the model expects in_chans={self.hparams['in_chans']} but the dataset has "
                 f"{c_data}-channel images; set model in_chans to {c_data}"
             )
-        tta = self.hparams.get("tta", "none")
+        tta = self.hparams["evaluation"]["tta"]
         spec = getattr(dm, "spec", None)
         flip_ok = bool(getattr(dm, "_hflip", getattr(spec, "hflip", True)))
         try:
             check_mode(tta, flip_allowed=flip_ok)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        if stage == "fit" and self.hparams.get("whiten_stem"):
+        if stage == "fit" and self.hparams["recipe"]["whiten_stem"]:
             # Runs before Lightning restores a checkpoint, so a resumed run still gets its
             # saved weights; the whitening itself uses no random numbers.
             self._whiten_from_data(dm)
-        for key in ("class_names", "mean", "std", "input_size", "crop_pct", "dataset"):
-            if self.hparams.get(key) is None and getattr(dm, key, None) is not None:
+        info = self.hparams["data_info"]
+        for key in field_names(DataInfo):
+            if info.get(key) is None and getattr(dm, key, None) is not None:
                 value = getattr(dm, key)
                 value = list(value) if isinstance(value, tuple | list) else value
-                self.hparams[key] = value
-                # Also in the initial copy, which loggers record and Lightning compares with
-                # the datamodule's hparams (they share the key ``dataset``).
-                self._hparams_initial[key] = value  # type: ignore[index,operator,assignment]
+                info[key] = value
+                # Also in the initial copy, which loggers record.
+                self._hparams_initial["data_info"][key] = value  # type: ignore[index]
 
     def configure_callbacks(self) -> list[L.Callback]:
         """The weight average (``ema_decay > 0``) while fitting. Outside fit the checkpoint's
         ``state_dict`` already holds the averaged weights."""
-        decay = self.hparams.get("ema_decay", 0.0)
+        evaluation = self.hparams["evaluation"]
+        decay = evaluation["ema_decay"]
         trainer = self._trainer
         fitting = trainer is not None and trainer.state.fn == "fit"
         if not decay or not fitting:
             return []
         from resnet_pl.lightning.ema import EMA
 
-        return [EMA(decay, self.hparams.get("ema_every_n_steps", 1))]
+        return [EMA(decay, evaluation["ema_every_n_steps"])]
 
     def whiten_stem_(self, images: Tensor) -> None:
         """Patch-whitening initialisation of the first convolution from normalised float
@@ -444,19 +443,20 @@ class ResNetClassifier(L.LightningModule):
         """Depths (0 = stem; the head is never frozen) frozen in ``epoch`` (default: now)."""
         from resnet_pl.lightning.finetune import frozen_depths, parameter_depths
 
-        hp = self.hparams
+        ft = self.hparams["finetune"]
         _, head_depth = parameter_depths(self.model)
         return frozen_depths(
             self.current_epoch if epoch is None else epoch,
             head_depth,
-            hp["freeze_backbone_epochs"],
-            hp.get("unfreeze_interval", 0),
+            ft["freeze_backbone_epochs"],
+            ft.get("unfreeze_interval", 0),
         )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         from resnet_pl.lightning.finetune import set_frozen_norms_eval
 
-        set_frozen_norms_eval(self.model, self.frozen_depths(), self.hparams.get("train_bn", False))
+        train_bn = self.hparams["finetune"].get("train_bn", False)
+        set_frozen_norms_eval(self.model, self.frozen_depths(), train_bn)
 
     def optimizer_step(
         self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
@@ -464,8 +464,8 @@ class ResNetClassifier(L.LightningModule):
         """Lightning's step, with the frozen groups' learning rate at 0 for this step only."""
         from resnet_pl.lightning.finetune import gated_step
 
-        frozen = self.frozen_depths(epoch)
-        with gated_step(optimizer, frozen, self.hparams.get("train_bn", False)):
+        train_bn = self.hparams["finetune"].get("train_bn", False)
+        with gated_step(optimizer, self.frozen_depths(epoch), train_bn):
             super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
 
     # ---- fine-tuning helpers -----------------------------------------------------------------
@@ -508,8 +508,9 @@ class ResNetClassifier(L.LightningModule):
         ``weights_only=False`` only for a file from a source you trust."""
         safe = weights_only is not False
         try:
+            source = cls._migrated_source(checkpoint_path, safe, kwargs)
             return super().load_from_checkpoint(
-                checkpoint_path,
+                source,
                 map_location=map_location,
                 hparams_file=hparams_file,
                 strict=strict,
@@ -520,6 +521,48 @@ class ResNetClassifier(L.LightningModule):
             if not safe or isinstance(err, UntrustedCheckpointError):
                 raise
             raise checkpoint_load_error(checkpoint_path, err, "weights_only=False") from None
+
+    @classmethod
+    def _migrated_source(cls, path: Any, safe: bool, kwargs: dict[str, Any]) -> Any:
+        """``path``, or an in-memory copy of the checkpoint with its hyperparameters in today's
+        form when they use the flat names of before the grouping (``lr``, ``ema_decay``,
+        ``mean``...; see :mod:`resnet_pl.lightning.hparams`). Flat names among ``kwargs`` move
+        into the copy's groups, with a deprecation warning."""
+        if isinstance(path, str | Path) and "://" in str(path):
+            return path  # remote files: read by Lightning as they are
+        if isinstance(path, str | Path):
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=safe, mmap=True)
+        else:
+            data = path.read()
+            path = io.BytesIO(data)
+            ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=safe)
+        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+        if not isinstance(hp, dict):
+            return path
+        groups = ALL_GROUPS if "_class_path" in hp else cls.HPARAM_GROUPS
+        old = legacy_names(groups)
+        flat_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in old and k not in groups}
+        if flat_kwargs:
+            warnings.warn(
+                "load_from_checkpoint: flat options are deprecated, use their groups ("
+                + ", ".join(f"{k} -> {old[k]}.{k}" for k in flat_kwargs)
+                + ")",
+                FutureWarning,
+                stacklevel=3,
+            )
+        migrated, moved = migrate_flat({**hp, **flat_kwargs}, groups)
+        if "_class_path" not in hp:
+            # As Lightning does for a class without **kwargs: keys the class does not take
+            # (a distillation checkpoint read as a plain classifier) are left out.
+            keep = {*_init_names(cls), *groups}
+            migrated = {k: v for k, v in migrated.items() if k in keep or k.startswith("_")}
+        if not moved and migrated.keys() == hp.keys():
+            return path
+        ckpt["hyper_parameters"] = migrated
+        buffer = io.BytesIO()
+        torch.save(ckpt, buffer)
+        buffer.seek(0)
+        return buffer
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fine-tuning to a new head: ``load_from_checkpoint(path, num_classes=5)`` keeps the
@@ -540,8 +583,9 @@ class ResNetClassifier(L.LightningModule):
         for key in [k for k in state if k.startswith(prefix)]:
             del state[key]
         state.update(current)
-        if self.hparams.get("class_names") and len(self.hparams["class_names"]) != n_now:
-            self.hparams["class_names"] = None
+        info = self.hparams["data_info"]
+        if info.get("class_names") and len(info["class_names"]) != n_now:
+            info["class_names"] = None
         warnings.warn(
             f"checkpoint head has {n_saved} classes, model has {n_now}: the classifier "
             f"({prefix}*) is re-initialised; the backbone is loaded from the checkpoint",
@@ -552,11 +596,12 @@ class ResNetClassifier(L.LightningModule):
         from torchvision.transforms import v2
 
         n = self.hparams["num_classes"]
+        recipe = self.hparams["recipe"]
         mixes = []
-        if self.hparams["mixup_alpha"] > 0:
-            mixes.append(v2.MixUp(alpha=self.hparams["mixup_alpha"], num_classes=n))
-        if self.hparams["cutmix_alpha"] > 0:
-            mixes.append(v2.CutMix(alpha=self.hparams["cutmix_alpha"], num_classes=n))
+        if recipe["mixup_alpha"] > 0:
+            mixes.append(v2.MixUp(alpha=recipe["mixup_alpha"], num_classes=n))
+        if recipe["cutmix_alpha"] > 0:
+            mixes.append(v2.CutMix(alpha=recipe["cutmix_alpha"], num_classes=n))
         if not mixes:
             return None
         return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
@@ -583,28 +628,6 @@ def _warmup_linear(warmup: int, total: int, floor: float) -> Any:
     return factor
 
 
-def _check_recipe(norm_bias_lr_scale: float, ema_decay: float, ema_every: int, tta: str) -> None:
-    if not (norm_bias_lr_scale > 0 and math.isfinite(norm_bias_lr_scale)):
-        raise ConfigError(f"norm_bias_lr_scale must be a positive number, got {norm_bias_lr_scale}")
-    if not 0.0 <= ema_decay < 1.0:
-        raise ConfigError(f"ema_decay must be in [0, 1) (0 disables the average), got {ema_decay}")
-    if not isinstance(ema_every, int) or ema_every < 1:
-        raise ConfigError(f"ema_every_n_steps must be a positive integer, got {ema_every!r}")
-    try:
-        check_mode(tta)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
-def _lr_value(lr: Any) -> float:
-    if lr == "auto":
-        raise ConfigError(
-            "lr is 'auto' but the learning-rate finder has not run: it runs at the start of "
-            "`resnet-pl fit` (or call resnet_pl.lightning.finetune.find_lr(trainer, model, data))"
-        )
-    return float(lr)
-
-
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower() or "class"
 
@@ -617,34 +640,34 @@ def _check_arch(arch: str) -> None:
         raise ConfigError(str(err)) from None
 
 
-def _check_hparams(
-    optimizer: str,
-    lr: float,
-    weight_decay: float,
-    scheduler: str,
-    num_classes: int,
-    in_chans: int,
-    label_smoothing: float,
-    mixup_alpha: float,
-    cutmix_alpha: float,
-    backbone_lr_scale: float,
-) -> None:
-    """Bad configuration fails here, before any data is read or step is run."""
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if scheduler not in SCHEDULES:
-        raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULES)}")
-    if isinstance(lr, bool) or not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
-    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
-        raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
+def _lr_value(lr: Any) -> float:
+    if lr == "auto":
+        raise ConfigError(
+            "lr is 'auto' but the learning-rate finder has not run: it runs at the start of "
+            "`resnet-pl fit` (or call resnet_pl.lightning.finetune.find_lr(trainer, model, data))"
+        )
+    return float(lr)
+
+
+def _check_hparams(num_classes: int, in_chans: int) -> None:
+    """Bad top-level configuration fails here, before any data is read or step is run (each
+    group checks its own options: :mod:`resnet_pl.lightning.hparams`)."""
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     if not isinstance(in_chans, int) or in_chans < 1:
         raise ConfigError(f"in_chans must be a positive integer, got {in_chans!r}")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if mixup_alpha < 0 or cutmix_alpha < 0:
-        raise ConfigError("mixup_alpha and cutmix_alpha must be >= 0")
-    if backbone_lr_scale < 0:
-        raise ConfigError(f"backbone_lr_scale must be >= 0, got {backbone_lr_scale}")
+
+
+def _init_names(cls: type) -> list[str]:
+    import inspect
+
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is L.LightningModule:
+            break
+        for p in inspect.signature(init).parameters.values():
+            keyword = p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            if keyword and p.name != "self" and p.name not in names:
+                names.append(p.name)
+    return names

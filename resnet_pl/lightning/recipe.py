@@ -48,7 +48,8 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and k in ("trainer", "model", "data", "init_args"):
+        # Sections and option groups (model.optim.lr ...); dict-valued options stay whole.
+        if isinstance(v, Mapping) and k not in ("model_kwargs", "dict_kwargs", "callbacks"):
             out.update(_flatten(v, f"{key}."))
         else:
             out[key] = v
@@ -56,11 +57,10 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _set(cfg: Any, key: str, value: Any) -> None:
-    section, _, name = key.partition(".")
-    target = cfg[section]
-    if section == "model" and "init_args" in target:  # subclass mode
-        target = target["init_args"]
-    target[name] = value
+    section, _, rest = key.partition(".")
+    if section == "model" and "init_args" in cfg["model"]:  # subclass mode
+        key = f"model.init_args.{rest}"
+    cfg[key] = value  # a jsonargparse Namespace takes dotted keys, groups included
 
 
 def apply_recipe(
@@ -119,7 +119,8 @@ def apply_recipe(
     if data_only:
         # A checkpoint's recorded input wins: test/predict see what training saw.
         model = cfg["model"].get("init_args") or cfg["model"]
-        recorded = model.get("input_size")
+        info = model.get("data_info") or {}
+        recorded = info.get("input_size") if hasattr(info, "get") else None
         if recorded:
             for key, value in (("data.in_chans", recorded[0]), ("data.image_size", recorded[-1])):
                 if key not in given:
