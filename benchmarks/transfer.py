@@ -500,8 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--epochs", type=int, default=2)
     run = sub.add_parser("run")
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    run.add_argument("--fmnist-sizes", type=int, nargs="+", default=[10, 50, 250])
-    run.add_argument("--digits-sizes", type=int, nargs="+", default=[10, 50, 140])
+    run.add_argument("--fmnist-sizes", type=int, nargs="*", default=[10, 50, 250])
+    run.add_argument("--digits-sizes", type=int, nargs="*", default=[10, 50, 140])
     run.add_argument(
         "--arms", nargs="+", default=["recipe-pretrained", "recipe-scratch", "old-pretrained"]
     )

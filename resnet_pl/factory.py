@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_pl.hub.pretrained import build_pretrained
+from resnet_pl.hub.loading import build_pretrained
 from resnet_pl.hub.weights import get_weights
 from resnet_pl.models.registry import (
     ModelInfo,

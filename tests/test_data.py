@@ -24,7 +24,7 @@ from resnet_pl.data import (
     load_image,
     preprocess_uint8,
 )
-from resnet_pl.lightning import ImageDataModule, ResNetClassifier
+from resnet_pl.lightning import ConfigError, ImageDataModule, ResNetClassifier
 
 TINY = {"widths": [4, 8, 8]}
 W, H = 41, 37  # an odd, non-square size
@@ -323,3 +323,50 @@ def test_recorded_preprocessing(hparams: dict[str, Any], expected: tuple[Any, ..
 
     in_chans = 1 if hparams.get("dataset") == "fashion_mnist" else 3
     assert recorded_preprocessing(hparams, in_chans, default_side=40) == expected
+
+
+# ---- one data module per data path ------------------------------------------------------------
+def test_front_door_picks_the_data_path(folder: Path) -> None:
+    """``ImageDataModule(dataset=...)`` returns the registered module of that data path; an
+    option of the other path warns instead of being silently dropped; a new path is one
+    registry entry."""
+    from resnet_pl.lightning import data as data_mod
+    from resnet_pl.lightning.datamodules import FolderDataModule, TensorDataModule
+
+    tensor = ImageDataModule("fake", fake_size=32, image_size=16, batch_size=8)
+    assert type(tensor) is TensorDataModule and isinstance(tensor, ImageDataModule)
+    assert tensor.num_classes == 10 and tensor.hparams["crop_padding"] == 4
+    with pytest.warns(UserWarning, match="crop_padding=2 has no effect with dataset 'imagefolder'"):
+        files = ImageDataModule("imagefolder", data_dir=str(folder), crop_padding=2)
+    assert type(files) is FolderDataModule and isinstance(files, ImageDataModule)
+    assert files.num_classes == 2 and files.image_size == 224
+
+    data_mod.DATA_MODULES["tiny_stream"] = f"{__name__}:_StreamStub"
+    try:
+        stream = ImageDataModule("tiny_stream", data_dir="s3://bucket/x", batch_size=4)
+    finally:
+        del data_mod.DATA_MODULES["tiny_stream"]
+    assert isinstance(stream, _StreamStub) and stream.options == {
+        "dataset": "tiny_stream", "data_dir": "s3://bucket/x", "batch_size": 4,
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"unknown dataset 'fashion'.*fashion_mnist"):
+        ImageDataModule("fashion")
+
+
+class _StreamStub(L.LightningDataModule):
+    """A stand-in for a streaming data module: takes only the options it names."""
+
+    def __init__(self, dataset: str, data_dir: str | None = None, batch_size: int = 1) -> None:
+        super().__init__()
+        self.options = {"dataset": dataset, "data_dir": data_dir, "batch_size": batch_size}
+
+
+def test_one_fashion_mnist_reader(fashion_mnist_dir: Path) -> None:
+    """deploy's Fashion-MNIST helpers read through resnet_pl.data's reader."""
+    from resnet_pl.data.datasets import load_idx_dataset
+    from resnet_pl.deploy.datasets import fashion_mnist_available, load_fashion_mnist
+
+    x, y = load_fashion_mnist("test", 5, start=3, data_dir=fashion_mnist_dir)
+    ref_x, ref_y = load_idx_dataset("fashion_mnist", "test", fashion_mnist_dir)
+    assert x.shape == (5, 28, 28) and (x == ref_x[3:8, 0].numpy()).all()
+    assert (y == ref_y[3:8].numpy()).all() and fashion_mnist_available(fashion_mnist_dir)

@@ -80,7 +80,8 @@ def _teacher_ckpt(
 
 
 def _student(teacher: Any, **kwargs: Any) -> DistillationClassifier:
-    options: dict[str, Any] = {"in_chans": 1, "model_kwargs": dict(TINY), **FASHION}
+    info = {**FASHION, **kwargs.pop("data_info", {})}
+    options: dict[str, Any] = {"in_chans": 1, "model_kwargs": dict(TINY), "data_info": info}
     options.update(kwargs)
     return DistillationClassifier("resnet20", teacher=teacher, **options)
 
@@ -144,7 +145,7 @@ def test_training_changes_student_not_teacher(
     tmp_path: Path, fashion_mnist_dir: Path, ema_decay: float
 ) -> None:
     """Also with the weight average (its copy of the module must not average the teacher)."""
-    module = _student(SHIPPED, lr=0.05, ema_decay=ema_decay)
+    module = _student(SHIPPED, optim={"lr": 0.05}, evaluation={"ema_decay": ema_decay})
     before_t = _teacher_state(module)
     before_s = {k: v.clone() for k, v in module.model.state_dict().items()}
     _trainer(tmp_path, 6).fit(module, datamodule=_data(fashion_mnist_dir))
@@ -182,7 +183,7 @@ def _hand_kd(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, temp: float, alp
 
 @pytest.mark.parametrize(("temp", "alpha"), [(4.0, 0.9), (1.0, 0.5), (2.5, 0.0), (3.0, 1.0)])
 def test_loss_equals_hand_computation(temp: float, alpha: float) -> None:
-    module = _student(SHIPPED, temperature=temp, alpha=alpha)
+    module = _student(SHIPPED, distill={"temperature": temp, "alpha": alpha})
     g = torch.Generator().manual_seed(1)
     s, t = torch.randn(5, 10, generator=g) * 3, torch.randn(5, 10, generator=g) * 3
     y = torch.tensor([0, 3, 9, 3, 7])
@@ -194,7 +195,7 @@ def test_loss_equals_hand_computation(temp: float, alpha: float) -> None:
 
 
 def test_compute_loss_uses_the_teacher_on_the_same_batch() -> None:
-    module = _student(SHIPPED, temperature=3.0, alpha=0.7)
+    module = _student(SHIPPED, distill={"temperature": 3.0, "alpha": 0.7})
     x = batch_augment(_u8(), size=28, mean=[0.286], std=[0.353])
     y = torch.tensor([1, 2, 3, 4, 5, 6])
     module.train()
@@ -225,7 +226,7 @@ def test_teacher_input_is_its_own_eval_transform(tmp_path: Path) -> None:
     """Student normalised with (0.5, 0.25); the teacher was trained with (0.2, 0.4): it gets
     exactly what its eval transform makes of the same uint8 images."""
     ckpt = _teacher_ckpt(tmp_path / "t.ckpt", 0, mean=(0.2,), std=(0.4,))
-    module = _student(str(ckpt), mean=[0.5], std=[0.25])
+    module = _student(str(ckpt), data_info={"mean": [0.5], "std": [0.25]})
     images = _u8()
     x = batch_augment(images, size=28, mean=[0.5], std=[0.25])
     (seen,) = _teacher_inputs(module, x)
@@ -233,7 +234,7 @@ def test_teacher_input_is_its_own_eval_transform(tmp_path: Path) -> None:
     expected = transforms(cfg)(images)
     torch.testing.assert_close(seen, expected, atol=1e-5, rtol=0)
     # With the same statistics the batch passes through untouched.
-    same = _student(str(ckpt), mean=[0.2], std=[0.4])
+    same = _student(str(ckpt), data_info={"mean": [0.2], "std": [0.4]})
     assert _teacher_inputs(same, x)[0] is x
 
 
@@ -274,7 +275,9 @@ def test_feature_projection_trains_and_is_not_exported(
     from resnet_pl.deploy.source import load_checkpoint
     from resnet_pl.hub.checkpoint import build_model, read_checkpoint
 
-    module = _student(SHIPPED, feature_weight=2.0, feature_stage=2, lr=0.05)
+    module = _student(
+        SHIPPED, distill={"feature_weight": 2.0, "feature_stage": 2}, optim={"lr": 0.05}
+    )
     (proj,) = module.feature_proj  # type: ignore[misc]
     assert (proj.in_channels, proj.out_channels) == (16, 32)  # student / teacher stage 2
     before = proj.weight.detach().clone()
@@ -455,7 +458,7 @@ def test_publish_and_export_only_the_student(tmp_path: Path, fashion_mnist_dir: 
     import onnx
     from onnx import numpy_helper
 
-    module = _student(SHIPPED, feature_weight=1.0, class_names=None)
+    module = _student(SHIPPED, distill={"feature_weight": 1.0}, data_info={"class_names": None})
     trainer = _trainer(tmp_path, 4)
     trainer.fit(module, datamodule=_data(fashion_mnist_dir, 128))
     ckpt = tmp_path / "run" / "version_0" / "checkpoints" / "kd.ckpt"

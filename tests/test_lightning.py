@@ -213,7 +213,10 @@ def test_precisions(tmp_path: Path, precision: str) -> None:
 
 def test_no_weight_decay_on_norms_and_biases() -> None:
     model = ResNetClassifier(
-        "resnet20", model_kwargs=TINY, weight_decay=1e-4, backbone_lr_scale=0.5
+        "resnet20",
+        model_kwargs=TINY,
+        optim={"weight_decay": 1e-4},
+        finetune={"backbone_lr_scale": 0.5},
     )
     groups = model.parameter_groups()
     for g in groups:
@@ -230,7 +233,7 @@ def test_no_weight_decay_on_norms_and_biases() -> None:
 
 def test_predict_step_returns_indices_probs_names(tmp_path: Path) -> None:
     names = [f"c{i}" for i in range(10)]
-    model = ResNetClassifier("resnet20", model_kwargs=TINY, class_names=names).eval()
+    model = ResNetClassifier("resnet20", model_kwargs=TINY, data_info={"class_names": names}).eval()
     out = model.predict_step(torch.randn(4, 3, 32, 32), 0)
     assert out["indices"].shape == (4,)
     torch.testing.assert_close(out["probs"].sum(1), torch.ones(4))

@@ -43,7 +43,9 @@ def test_ema_update_rule_warms_up_then_caps() -> None:
 def test_ema_weights_are_what_checkpoints_and_evaluation_use(tmp_path: Path) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    model = ResNetClassifier("resnet20", num_classes=10, model_kwargs=TINY, ema_decay=0.9)
+    model = ResNetClassifier(
+        "resnet20", num_classes=10, model_kwargs=TINY, evaluation={"ema_decay": 0.9}
+    )
     saver = ModelCheckpoint(dirpath=tmp_path, filename="m", save_top_k=-1)
     trainer = _trainer(tmp_path, limit_val_batches=1, enable_checkpointing=True,
                        callbacks=[saver])  # fmt: skip
@@ -103,7 +105,7 @@ class _CountingNet(nn.Module):
 
 def test_tta_is_used_in_validation_and_recorded(tmp_path: Path) -> None:
     net = _CountingNet()
-    model = ResNetClassifier(model=net, num_classes=10, tta="flip_shift")
+    model = ResNetClassifier(model=net, num_classes=10, evaluation={"tta": "flip_shift"})
     dm = _fake(eval_batch_size=4)
     trainer = _trainer(tmp_path, limit_val_batches=2)
     trainer.validate(model, dm, verbose=False)
@@ -112,7 +114,9 @@ def test_tta_is_used_in_validation_and_recorded(tmp_path: Path) -> None:
 
 
 def test_flip_tta_refused_on_digits(tmp_path: Path) -> None:
-    model = ResNetClassifier("resnet20", num_classes=10, model_kwargs=TINY, tta="flip")
+    model = ResNetClassifier(
+        "resnet20", num_classes=10, model_kwargs=TINY, evaluation={"tta": "flip"}
+    )
     dm = _fake(hflip=False)
     with pytest.raises(ConfigError, match="do not survive a flip"):
         _trainer(tmp_path, limit_val_batches=1).validate(model, dm, verbose=False)
@@ -151,7 +155,9 @@ def test_whitening_init_whitens_first_layer_on_real_data(
 
 
 def test_whiten_stem_option_sets_conv1_from_training_data(tmp_path: Path) -> None:
-    model = ResNetClassifier("resnet20", num_classes=10, model_kwargs=TINY, whiten_stem=True)
+    model = ResNetClassifier(
+        "resnet20", num_classes=10, model_kwargs=TINY, recipe={"whiten_stem": True}
+    )
     before = model.model.conv1.weight.clone()
     dm = _fake()
     trainer = _trainer(tmp_path, max_steps=0, limit_val_batches=0)
@@ -182,7 +188,9 @@ def test_dirac_init_makes_same_shape_convs_identity() -> None:
 
 # ---- optimisation ------------------------------------------------------------------------------
 def test_norm_bias_lr_scale_only_touches_norm_biases() -> None:
-    model = ResNetClassifier("resnet20", model_kwargs=TINY, lr=0.1, norm_bias_lr_scale=16)
+    model = ResNetClassifier(
+        "resnet20", model_kwargs=TINY, optim={"lr": 0.1, "norm_bias_lr_scale": 16}
+    )
     bn_biases = {id(m.bias) for m in model.model.modules() if isinstance(m, nn.BatchNorm2d)}
     for group in model.parameter_groups():
         fast = {id(p) in bn_biases for p in group["params"]}
@@ -194,7 +202,7 @@ def test_norm_bias_lr_scale_only_touches_norm_biases() -> None:
 
 def test_linear_schedule_is_triangular(tmp_path: Path) -> None:
     model = ResNetClassifier(
-        "resnet20", model_kwargs=TINY, scheduler="linear", warmup_epochs=1, lr=1.0
+        "resnet20", model_kwargs=TINY, optim={"scheduler": "linear", "warmup_epochs": 1, "lr": 1.0}
     )
     trainer = _trainer(tmp_path, max_epochs=2, limit_val_batches=0)
     lrs: list[float] = []
@@ -296,7 +304,9 @@ def test_tta_recorded_in_checkpoint_reaches_export_and_classify(tmp_path: Path) 
     from resnet_pl.deploy.runtime import TorchClassifier
     from resnet_pl.deploy.source import load_model
 
-    model = ResNetClassifier("resnet20", num_classes=10, model_kwargs=TINY, tta="flip")
+    model = ResNetClassifier(
+        "resnet20", num_classes=10, model_kwargs=TINY, evaluation={"tta": "flip"}
+    )
     trainer = _trainer(tmp_path, max_steps=2, limit_val_batches=1)
     trainer.fit(model, _fake())
     ckpt = tmp_path / "tta.ckpt"

@@ -63,7 +63,7 @@ def _fmt_metric(entry: WeightsEntry, key: str) -> str:
 
 
 def _availability(entry: WeightsEntry) -> str:
-    from resnet_pl.hub.pretrained import local_path
+    from resnet_pl.hub.files import local_path
 
     found = local_path(entry)
     if found is None:
@@ -100,7 +100,7 @@ def cmd_list(args: Namespace) -> int:
 
 
 def cmd_info(args: Namespace) -> int:
-    from resnet_pl.hub.pretrained import cache_path
+    from resnet_pl.hub.files import cache_path
 
     e = get_weights(args.name)
     cfg = e.cfg()
@@ -140,7 +140,7 @@ def cmd_verify(args: Namespace) -> int:
         measure_small,
         tolerance,
     )
-    from resnet_pl.hub.pretrained import resolve_file
+    from resnet_pl.hub.files import resolve_file
 
     e = get_weights(args.name)
     try:
@@ -207,7 +207,7 @@ def cmd_verify(args: Namespace) -> int:
 
 
 def cmd_export(args: Namespace) -> int:
-    from resnet_pl.hub.checkpoint import export_checkpoint
+    from resnet_pl.hub.publish import export_checkpoint
 
     folder = export_checkpoint(
         args.ckpt,
@@ -228,7 +228,7 @@ def cmd_export(args: Namespace) -> int:
 
 
 def cmd_publish(args: Namespace) -> int:
-    from resnet_pl.hub.checkpoint import publish
+    from resnet_pl.hub.publish import publish
 
     kwargs: dict[str, Any] = {}
     if args.out_dir is not None:

@@ -19,7 +19,7 @@ from torch import nn
 import resnet_pl
 from resnet_pl.factory import create_model
 from resnet_pl.hub.checkpoint import CheckpointError, read_checkpoint
-from resnet_pl.hub.pretrained import sha256_file
+from resnet_pl.hub.files import sha256_file
 from resnet_pl.models.registry import split_name
 
 ModelSource = nn.Module | str | Path

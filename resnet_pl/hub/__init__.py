@@ -3,7 +3,7 @@
 - :func:`list_pretrained` / :func:`get_weights`: the ``arch.tag`` entries (shipped Fashion-MNIST
   weights, torchvision's ImageNet weights, extra folders from ``RESNET_PL_EXTRA_WEIGHTS``).
 - ``create_model("resnet20.fashion_mnist", pretrained=True)`` loads them (sha256 checked before
-  every use; see :mod:`resnet_pl.hub.pretrained` for the guarantees).
+  every use; see :mod:`resnet_pl.hub.files` for the guarantees).
 - :func:`transforms`: the evaluation preprocessing of a ``pretrained_cfg``.
 - :func:`save_pretrained` / :func:`from_pretrained` / :func:`push_to_hub` (also methods of
   :class:`resnet_pl.ResNet`): Hugging Face Hub-style folders.

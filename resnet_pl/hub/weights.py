@@ -12,7 +12,7 @@ pretrained=True)`` names an architecture and one of its weights. Three kinds of 
   (``IMAGENET1K_V1``) and ``<arch>.tv2_in1k`` (``IMAGENET1K_V2``): the ImageNet-family models
   here have torchvision-identical state dicts, so those files load with ``strict=True``.
 
-Nothing here downloads or opens a weights file; see :mod:`resnet_pl.hub.pretrained`.
+Nothing here downloads or opens a weights file; see :mod:`resnet_pl.hub.files`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from importlib import import_module
 from typing import Any, Literal
 
+import lightning as L
+
 from resnet_pl.data.errors import DataNotFoundError
 from resnet_pl.data.specs import SPECS
 from resnet_pl.lightning.datamodules.base import ImageDataBase
@@ -49,14 +51,16 @@ _TENSOR = "resnet_pl.lightning.datamodules.tensor:TensorDataModule"
 _FOLDER = "resnet_pl.lightning.datamodules.folder:FolderDataModule"
 
 #: Dataset name -> the data module that serves it ("package.module:Class", imported when used).
-#: A new data path is one line here; its class subclasses ImageDataBase and takes ``dataset``.
+#: A new data path is one line here: a LightningDataModule taking ``dataset`` (best on
+#: ImageDataBase, which gives it the shared options and the model's metadata properties); the
+#: front door passes it the options its ``__init__`` names.
 DATA_MODULES: dict[str, str] = {
     **{name: _TENSOR for name in SPECS},
     "imagefolder": _FOLDER,
 }
 
 
-def data_module_class(dataset: str) -> type[ImageDataBase]:
+def data_module_class(dataset: str) -> type[L.LightningDataModule]:
     """The data module class registered for ``dataset`` (:data:`DATA_MODULES`)."""
     target = DATA_MODULES.get(dataset)
     if target is None:
@@ -67,7 +71,7 @@ def data_module_class(dataset: str) -> type[ImageDataBase]:
         )
     module, _, name = target.partition(":")
     cls = getattr(import_module(module), name)
-    assert isinstance(cls, type) and issubclass(cls, ImageDataBase), target
+    assert isinstance(cls, type) and issubclass(cls, L.LightningDataModule), target
     return cls
 
 
@@ -124,29 +128,9 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
             calibrate BatchNorm to the size the model is evaluated and deployed at.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls is not ImageDataModule:  # a subclass of the front door: an ordinary class
-            return super().__new__(cls)
-        bound = inspect.signature(ImageDataModule.__init__).bind(None, *args, **kwargs)
-        bound.apply_defaults()
-        options = dict(bound.arguments)
-        options.pop("self")
-        target = data_module_class(options["dataset"])
-        accepted = inspect.signature(target.__init__).parameters
-        defaults = inspect.signature(ImageDataModule.__init__).parameters
-        for name in [k for k in options if k not in accepted]:
-            value = options.pop(name)
-            if value != defaults[name].default:
-                warnings.warn(
-                    f"{name}={value!r} has no effect with dataset {options['dataset']!r} "
-                    f"({target.__name__})",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        return target(**options)
-
-    def __init__(
-        self,
+    # jsonargparse (and so LightningCLI) reads the options from __new__'s signature.
+    def __new__(
+        cls,
         dataset: str = "fashion_mnist",
         data_dir: str | None = None,
         batch_size: int = 128,
@@ -170,9 +154,29 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
         crop_pct: float | None = None,
         in_chans: int | None = None,
         train_size_schedule: Sequence[Sequence[int]] | None = None,
-    ) -> None:
+    ) -> Any:
+        options = {k: v for k, v in locals().items() if k not in ("cls", "__class__")}
+        if cls is not ImageDataModule:  # a subclass of the front door: refused in __init__
+            return ImageDataBase.__new__(cls)
+        target = data_module_class(options["dataset"])
+        accepted = inspect.signature(target.__init__).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            return target(**options)
+        defaults = inspect.signature(ImageDataModule.__new__).parameters
+        for name in [k for k in options if k not in accepted]:
+            value = options.pop(name)
+            if value != defaults[name].default:
+                warnings.warn(
+                    f"{name}={value!r} has no effect with dataset {options['dataset']!r} "
+                    f"({target.__name__})",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return target(**options)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Only a subclass of the front door gets here: ImageDataModule(...) itself returns the
-        # registered data module, built by __new__ with these options.
+        # registered data module, built by __new__.
         raise TypeError(
             f"{type(self).__name__}: ImageDataModule is the front door that picks a data "
             f"module by dataset name; subclass the data path instead (TensorDataModule, "

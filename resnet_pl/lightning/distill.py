@@ -179,7 +179,7 @@ def load_teacher(source: str, *, expected_sha256: str | None = None) -> Teacher:
     given (a resumed run) a different digest raises :class:`TeacherMismatchError` and the file
     is not loaded.
     """
-    from resnet_pl.hub.pretrained import sha256_file
+    from resnet_pl.hub.files import sha256_file
 
     text = str(source)
     path = Path(text)
@@ -224,7 +224,7 @@ def _checkpoint_teacher(path: Path, digest: str) -> Teacher:
 
 def _registry_teacher(name: str, expected: str | None) -> Teacher:
     from resnet_pl.factory import create_model
-    from resnet_pl.hub.pretrained import resolve_file, sha256_file
+    from resnet_pl.hub.files import resolve_file, sha256_file
     from resnet_pl.hub.weights import get_weights
     from resnet_pl.models.registry import split_name
 

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -163,7 +164,8 @@ class ResNetClassifier(L.LightningModule):
             )
         for group, cls in groups.items():
             hp[group] = group_dict(hp.get(group), cls, group)
-        self._set_hparams(hp)
+        # Replaced whole (_set_hparams would merge, keeping the flat names).
+        self._hparams = AttributeDict(hp)
         self._hparams_initial = copy.deepcopy(self._hparams)
 
     def group(self, name: str) -> Any:

@@ -33,7 +33,7 @@ T = TypeVar("T", bound="HubMixin")
 
 def load_pretrained(arch: str, **kwargs: Any) -> nn.Module:
     """``create_model(arch, pretrained=True, **kwargs)``: the default weights of ``arch``,
-    sha256-checked, loaded strictly (see :mod:`resnet_pl.hub.pretrained`)."""
+    sha256-checked, loaded strictly (see :mod:`resnet_pl.hub.files`)."""
     from resnet_pl.factory import create_model
 
     return create_model(arch, pretrained=True, **kwargs)
