@@ -507,6 +507,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--work", type=Path, default=Path("/tmp/resnet_pl_transfer"))
     run.add_argument("--out", type=Path, default=RESULTS / "transfer.json")
+    comb = sub.add_parser("combine", help="merge results files of partial runs into one")
+    comb.add_argument("files", type=Path, nargs="+")
+    comb.add_argument("--out", type=Path, default=RESULTS / "transfer.json")
+    comb.add_argument(
+        "--rename",
+        nargs="*",
+        default=[],
+        help="FILE:OLD=NEW arm renames (a file written before an arm's name changed)",
+    )
     fold = sub.add_parser("folder")
     fold.add_argument("--work", type=Path, default=Path("/tmp/resnet_pl_transfer"))
     fold.add_argument("--out", type=Path, default=RESULTS / "transfer_folder_check.json")
@@ -516,9 +525,34 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "run":
         sizes = {"fmnist_b": a.fmnist_sizes, "digits": a.digits_sizes}
         run_grid(a.seeds, sizes, a.arms, a.work, a.out)
+    elif a.cmd == "combine":
+        combine(a.files, a.out, a.rename)
     else:
         folder_check(a.work, a.out)
     return 0
+
+
+def combine(files: list[Path], out: Path, renames: list[str]) -> dict[str, Any]:
+    """One results file (JSON + table + plot) from several partial ones."""
+    table: dict[str, dict[str, str]] = {}
+    for spec in renames:
+        file, _, pair = spec.partition(":")
+        old, _, new = pair.partition("=")
+        table.setdefault(Path(file).name, {})[old] = new
+    doc = _header()
+    doc["parts"] = []
+    doc["runs"] = []
+    for f in files:
+        part = json.loads(f.read_text())
+        doc["parts"].append({k: v for k, v in part.items() if k != "runs"} | {"file": f.name})
+        for r in part["runs"]:
+            r = dict(r)
+            r["name"] = table.get(f.name, {}).get(r["name"], r["name"])
+            r["part"] = f.name
+            doc["runs"].append(r)
+    doc["renames"] = table
+    _save(doc, out)
+    return doc
 
 
 if __name__ == "__main__":
