@@ -21,12 +21,9 @@ from resnet_pl.hub.pretrained import (
     sha256_file,
     structural_kwargs,
 )
+from resnet_pl.hub.weights import UnknownWeightsError
 from resnet_pl.lightning.errors import ConfigError
 from resnet_pl.models.registry import get_builder, list_models, split_name
-
-
-class UnknownWeightsError(ConfigError):
-    """``weights`` names no file, folder or registry entry."""
 
 
 def _record(module: Any, *, arch: str, kwargs: dict[str, Any], name: str, sha: str) -> None:
