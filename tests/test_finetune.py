@@ -196,7 +196,10 @@ def test_resume_across_an_unfreeze_is_bit_identical(
     )
     assert resumed.trainer.global_step == steps
     a = torch.load(tmp_path / "ref/version_0/checkpoints/last.ckpt", weights_only=True)
-    b = torch.load(tmp_path / "b/version_0/checkpoints/last.ckpt", weights_only=True)
+    # The stopped run wrote last.ckpt at step 5; the resumed one writes beside it (last-v1).
+    last = Path(resumed.trainer.checkpoint_callback.last_model_path)
+    b = torch.load(last, weights_only=True)
+    assert b["global_step"] == steps
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
     for oa, ob in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
