@@ -270,6 +270,8 @@ def fine_tune(
     w = ["--model.weights", weights or "null"]
     if arm in VARIANTS:
         args = ["--config", "configs/finetune.yaml", *common, *w, *VARIANTS[arm]]
+        if weights is None:  # scratch: the pretrained network's architecture
+            args += ["--model.arch", "resnet8"]
     else:
         epochs = _recipe_epochs(folder, weights)
         args = [
@@ -436,7 +438,8 @@ def folder_check(work: Path, out: Path, per_class: int = 100) -> dict[str, Any]:
     doc["folder"] = {"train_per_class": per_class, "test_per_class": 100, "source": "train split "
                      "for train/, test split for test/"}  # fmt: skip
     doc["runs"] = []
-    for name, extra in (("pretrained", []), ("scratch", ["--model.weights", "null"])):
+    scratch = ["--model.weights", "null", "--model.arch", "wrn_16_2"]
+    for name, extra in (("pretrained", []), ("scratch", scratch)):
         run_root = work / "folder_runs"
         cmd = [sys.executable, "-m", "resnet_pl.cli", "fit", "--config", "configs/finetune.yaml",
                "--data.data_dir", str(folder), "--run_root", str(run_root), "--run_name", name,
