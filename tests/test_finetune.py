@@ -171,7 +171,6 @@ class StopAt(L.Callback):
 """
 
 
-@pytest.mark.slow  # three short CLI fits
 @pytest.mark.timeout(900)
 def test_resume_across_an_unfreeze_is_bit_identical(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -352,7 +351,6 @@ def test_lr_auto_without_finder_is_one_line() -> None:
         model.parameter_groups()
 
 
-@pytest.mark.slow  # the finder's 24 steps plus a fit
 def test_lr_auto_runs_the_finder_and_records_the_value(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
