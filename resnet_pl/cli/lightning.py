@@ -12,7 +12,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
@@ -82,6 +82,13 @@ class ResNetCLI(LightningCLI):
             type=int,
             default=200,
             help="also save last_step.ckpt every N optimizer steps (0: only at validation)",
+        )
+        parser.add_argument(
+            "--recipe",
+            type=Literal["off", "auto"],
+            default="off",
+            help="auto: choose the fine-tuning options you leave unset from the image folder "
+            "and the starting weights, and print the choices (configs/finetune.yaml)",
         )
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -161,6 +168,19 @@ class ResNetCLI(LightningCLI):
                 return
             raise error from None
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # Kept for ``recipe: auto``, which must know the options the user set.
+        self._argv = (
+            list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+        )
+        super().parse_arguments(parser, args)
+
+    def before_fit(self) -> None:
+        """``--model.lr auto``: Lightning's learning-rate finder, before the run starts."""
+        from resnet_pl.lightning.finetune import find_lr
+
+        find_lr(self.trainer, self.model, self.datamodule)
+
     def _parse_ckpt_hparams(self, path: str) -> None:
         """LightningCLI's own reading of ``--ckpt_path``'s hyperparameters, with the flat
         hyperparameters of checkpoints from before the grouping moved into their groups."""
@@ -188,6 +208,15 @@ class ResNetCLI(LightningCLI):
         _check_writable(run_dir, option)
         version_dir, self._resume_step = self._choose_version(cfg, run_dir)
         self._version_dir = version_dir
+        if cfg.get("recipe") == "auto":
+            from resnet_pl.lightning.recipe import apply_recipe
+
+            # validate/test/predict: the same data decisions as fit (the model comes from
+            # the checkpoint); only fit prints them.
+            fit = self.subcommand in ("fit", None)  # None: cli_main(run=False) builds for fit
+            block = apply_recipe(cfg, getattr(self, "_argv", []), version_dir, data_only=not fit)
+            if fit and not runs._is_child_rank():
+                print(block, file=sys.stderr)
         if cfg["checkpoint"]["dirpath"] is None:
             cfg["checkpoint"]["dirpath"] = str(version_dir / "checkpoints")
         if cfg["trainer"].get("default_root_dir") is None:

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from resnet_pl.data.decode import IMAGE_SUFFIXES, load_image
 from resnet_pl.data.errors import BadDataError, DataNotFoundError, ImageLoadError
-from resnet_pl.data.transforms import eval_geometry, train_geometry
+from resnet_pl.data.transforms import eval_geometry
 from resnet_pl.limits import fs_text
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,25 @@ def scan_image_folder(root: Path) -> dict[str, Any]:
             f"{train_dir} holds no class folders with images; expected "
             f"{train_dir}/<class>/<images> with extensions {sorted(IMAGE_SUFFIXES)}"
         )
+    if len(classes) < 2:
+        raise BadDataError(
+            f"{train_dir} has only one class folder with images ({classes[0]}); a classifier "
+            f"needs at least two: add one folder of images per class under {train_dir}"
+        )
+    for split in ("val", "test"):
+        if split in splits and not any(splits[split].values()):
+            raise BadDataError(
+                f"{root / split} holds no images; put images in {root / split}/<class>/ or "
+                f"remove the folder"
+                + (" (10% of train/ is then held out for validation)" if split == "val" else "")
+            )
+        extra = sorted(c for c, f in splits.get(split, {}).items() if f and c not in classes)
+        if extra and not set(extra) <= set(empty):
+            raise BadDataError(
+                f"{root / split} has classes that train/ lacks ({', '.join(extra)}); the model "
+                f"can only predict training classes: add {train_dir}/<class>/ images for them "
+                f"or remove those folders from {split}/"
+            )
     if ignored:
         log.info("ignored %d non-image files under %s", ignored, root)
     return {
@@ -202,10 +221,16 @@ def build_folder_datasets(
     val_fraction: float,
     seed: int,
     bad_files: str,
+    policy: str = "photo",
+    hflip: bool = True,
 ) -> tuple[Dataset[Any], Dataset[Any] | None, Dataset[Any] | None]:
     """Train/val/test datasets of uint8 images for the preprocessing config ``cfg``
     (``input_size``, ``crop_pct``, ``interpolation``: see :mod:`resnet_pl.data.transforms`).
-    Every file is decoded once here so bad ones are found before training starts."""
+    Every file is decoded once here so bad ones are found before training starts. ``policy``
+    and ``hflip`` choose the training augmentation (:func:`resnet_pl.data.recipe.
+    train_transform`) when ``augment`` is true."""
+    from resnet_pl.data.recipe import train_transform
+
     skipped: list[str] = []
     in_chans, image_size, _ = (int(v) for v in cfg["input_size"])
 
@@ -232,7 +257,7 @@ def build_folder_datasets(
     info["skipped_files"] = skipped
 
     eval_tf = eval_geometry(cfg)
-    train_tf = train_geometry(image_size) if augment else eval_tf
+    train_tf = train_transform(policy, image_size, cfg, hflip) if augment else eval_tf
     return (
         ImageFileDataset(train, train_tf, in_chans),
         ImageFileDataset(val, eval_tf, in_chans) if val else None,

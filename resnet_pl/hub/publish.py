@@ -148,6 +148,12 @@ def make_recipe(
         "global_step": ck.global_step,
         "config": config,
     }
+    if ck.hparams.get("weights"):
+        # Fine-tuned: where the run started (ResNetClassifier(weights=...) records both).
+        recipe["start_weights"] = {
+            "name": str(ck.hparams["weights"]),
+            "sha256": ck.hparams.get("weights_sha256"),
+        }
     teacher = _distillation(ck.hparams)
     if teacher is not None:
         recipe["distillation"] = teacher
@@ -234,6 +240,13 @@ def measure(
 ) -> dict[str, Any]:
     """Test-split metrics for a small dataset the cfg names ({} when it has no local loader)."""
     dataset = str(cfg.get("dataset"))
+    if dataset == "imagefolder" and data_dir is not None:
+        # A fine-tuned model of a user's folder: its test/ split (or the folder given).
+        from resnet_pl.hub.evaluate import measure_folder
+
+        folder = Path(data_dir) / "test" if (Path(data_dir) / "test").is_dir() else Path(data_dir)
+        got = measure_folder(model, cfg, folder, limit=limit)
+        return {**got, "dataset": f"imagefolder:{folder}", "split": folder.name}
     if dataset not in (*IDX_DATASETS, *TORCHVISION_DATASETS):
         return {}
     return measure_small(

@@ -113,8 +113,10 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
             checkpoint.
         in_chans: ``imagefolder`` only: 3 (RGB, default) or 1 (grayscale); other datasets
             have their own.
-        augment: ``"standard"`` (random crop with padding + flip where labels allow) or
-            ``"none"``.
+        augment: ``"standard"`` (random crop with padding + flip where labels allow; for
+            ``imagefolder`` the ImageNet policy), ``"none"``, or for ``imagefolder`` a policy
+            of :func:`resnet_pl.data.recipe.train_transform`: ``"small"`` (shift + mild scale
+            jitter, for images up to 64 px) or ``"photo"`` (the ImageNet policy).
         crop_padding: padding of the random crop for in-memory data (pixels).
         hflip: override the dataset's flip default (digits are not flipped).
         random_erasing: probability of erasing one random rectangle per training image.
@@ -148,7 +150,7 @@ class ImageDataModule(ImageDataBase, metaclass=_FrontDoorType):
         val_fraction: float = 0.1,
         seed: int = 0,
         image_size: int | None = None,
-        augment: Literal["standard", "none"] = "standard",
+        augment: Literal["standard", "none", "small", "photo"] = "standard",
         crop_padding: int = 4,
         hflip: bool | None = None,
         random_erasing: float = 0.0,

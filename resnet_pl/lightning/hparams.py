@@ -46,7 +46,8 @@ class OptimConfig:
 
     Args:
         optimizer: ``sgd`` (with momentum, Nesterov by default), ``adam`` or ``adamw``.
-        lr: peak learning rate.
+        lr: peak learning rate; ``auto``: Lightning's learning-rate finder picks it at the
+            start of ``fit`` (:func:`resnet_pl.lightning.finetune.find_lr`).
         momentum: SGD momentum.
         nesterov: Nesterov momentum for SGD.
         betas: Adam/AdamW betas.
@@ -63,7 +64,7 @@ class OptimConfig:
     """
 
     optimizer: Optimizer = "sgd"
-    lr: float = 0.1
+    lr: float | Literal["auto"] = 0.1
     momentum: float = 0.9
     nesterov: bool = True
     betas: tuple[float, float] = (0.9, 0.999)
@@ -84,7 +85,8 @@ class OptimConfig:
             raise ConfigError(
                 f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULES)}"
             )
-        _positive("lr", self.lr)
+        if self.lr != "auto":
+            _positive("lr", self.lr)
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         _positive("norm_bias_lr_scale", self.norm_bias_lr_scale)
@@ -100,13 +102,24 @@ class FinetuneConfig:
     """Fine-tuning a pretrained backbone (``--model.finetune.*``).
 
     Args:
-        freeze_backbone_epochs: train only the head for this many epochs, then everything
-            (backbone BatchNorms stay in eval mode while frozen).
+        freeze_backbone_epochs: train only the head for this many epochs, then everything.
+            Frozen parameter groups stay in the optimizer and take a zero step
+            (:mod:`resnet_pl.lightning.finetune`), so exact resume and DDP keep working.
         backbone_lr_scale: discriminative learning rate: backbone lr = ``lr * scale``.
+        layer_decay: layer-wise learning-rate decay: a group ``k`` levels below the head
+            (stem = deepest) trains at ``lr * layer_decay ** k``, set on the group itself so
+            every torch/Lightning scheduler applies it. 1.0 disables.
+        unfreeze_interval: gradual unfreezing: after ``freeze_backbone_epochs``, thaw one level
+            every this many epochs from the top (0: the whole backbone at once).
+        train_bn: while frozen, keep training BatchNorm layers (affine parameters and running
+            statistics, fastai's default); ``False`` keeps them exactly as loaded.
     """
 
     freeze_backbone_epochs: int = 0
     backbone_lr_scale: float = 1.0
+    layer_decay: float = 1.0
+    unfreeze_interval: int = 0
+    train_bn: bool = False
 
     def check(self) -> None:
         if self.backbone_lr_scale < 0:
@@ -115,6 +128,15 @@ class FinetuneConfig:
             raise ConfigError(
                 f"freeze_backbone_epochs must be an integer >= 0, got "
                 f"{self.freeze_backbone_epochs!r}"
+            )
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError(
+                f"layer_decay must be in (0, 1] (1 disables it; 0.7-0.9 is usual), got "
+                f"{self.layer_decay}"
+            )
+        if not isinstance(self.unfreeze_interval, int) or self.unfreeze_interval < 0:
+            raise ConfigError(
+                f"unfreeze_interval must be an integer >= 0, got {self.unfreeze_interval!r}"
             )
 
 

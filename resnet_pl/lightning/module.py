@@ -76,6 +76,13 @@ class ResNetClassifier(L.LightningModule):
         num_classes: classifier size (the CLI links it to the data's).
         in_chans: input channels (the CLI links it to the data's).
         pretrained: start from verified pretrained weights (head/stem adapted if they differ).
+        weights: starting weights, one option for every source: a registry name
+            (``wrn_16_2.fashion_mnist``), a Lightning checkpoint (``.ckpt``) or a
+            ``save_pretrained`` folder (:mod:`resnet_pl.lightning.start_weights`). The
+            architecture comes from the weights; the name and the file's sha256
+            (``weights_sha256``) are recorded in checkpoints and model cards.
+        weights_sha256: filled in when ``weights`` is loaded; a model restored from a
+            checkpoint has it and does not read the starting weights again.
         model_kwargs: further options of the architecture (``drop_path_rate``, ``stem``...).
         model: a ready ``nn.Module`` instead of ``arch`` (not saved in the checkpoint: pass it
             again to ``load_from_checkpoint``).
@@ -107,6 +114,8 @@ class ResNetClassifier(L.LightningModule):
         pretrained: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         model: nn.Module | None = None,
+        weights: str | None = None,
+        weights_sha256: str | None = None,
         optim: OptimConfig = OptimConfig(),  # noqa: B008 (frozen)
         finetune: FinetuneConfig = FinetuneConfig(),  # noqa: B008
         recipe: RecipeConfig = RecipeConfig(),  # noqa: B008
@@ -118,7 +127,7 @@ class ResNetClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         _check_hparams(num_classes, in_chans)
-        if model is None:
+        if model is None and weights is None:
             _check_arch(arch)
         # Plain values only: the module passed as ``model`` is never pickled into hparams.
         self.save_hyperparameters(ignore=["model"])
@@ -170,6 +179,10 @@ class ResNetClassifier(L.LightningModule):
         """The network. Default: the registry's ``arch`` with this module's options."""
         hp = self.hparams
         options = dict(hp["model_kwargs"] or {})
+        if hp.get("weights"):
+            from resnet_pl.lightning.start_weights import build_from_weights
+
+            return build_from_weights(self)
         try:
             return create_model(
                 hp["arch"],
@@ -217,44 +230,34 @@ class ResNetClassifier(L.LightningModule):
         return self.criterion(logits, targets)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Optimizer groups: no weight decay on 1-D parameters (norm weights, biases), and the
-        backbone (everything but the classifier) at ``lr * backbone_lr_scale``."""
-        head = self._head_parameter_ids()
-        norm_biases = {
-            id(m.bias)
-            for m in self.model.modules()
-            if isinstance(m, nn.modules.batchnorm._NormBase) and m.bias is not None
-        }
-        optim = self.hparams["optim"]
-        scale = self.hparams["finetune"]["backbone_lr_scale"]
-        bias_scale = optim["norm_bias_lr_scale"]
-        groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
-        for p in self.model.parameters():
-            key = (id(p) in head, p.ndim > 1, id(p) in norm_biases and bias_scale != 1.0)
-            groups.setdefault(key, []).append(p)
-        wd = optim["weight_decay"]
-        return [
-            {
-                "params": params,
-                "weight_decay": wd if decay else 0.0,
-                "lr": optim["lr"]
-                * (1.0 if is_head else scale)
-                * (bias_scale if fast_bias else 1.0),
-            }
-            for (is_head, decay, fast_bias), params in sorted(groups.items())
-        ]
+        """Optimizer groups: no weight decay on 1-D parameters (norm weights, biases); the
+        backbone (everything but the classifier) at ``lr * backbone_lr_scale``, times
+        ``layer_decay`` per level below the head; each group's ``"lr"`` is its real rate
+        (:func:`resnet_pl.lightning.finetune.build_parameter_groups`)."""
+        from resnet_pl.lightning.finetune import build_parameter_groups
+
+        optim, finetune = self.hparams["optim"], self.hparams["finetune"]
+        return build_parameter_groups(
+            self.model,
+            lr=_lr_value(optim["lr"]),
+            weight_decay=optim["weight_decay"],
+            backbone_lr_scale=finetune["backbone_lr_scale"],
+            layer_decay=finetune.get("layer_decay", 1.0),
+            norm_bias_lr_scale=optim["norm_bias_lr_scale"],
+        )
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams["optim"]
         groups = self.parameter_groups()
+        lr = _lr_value(hp["lr"])
         if hp["optimizer"] == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
-                groups, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"]
+                groups, lr=lr, momentum=hp["momentum"], nesterov=hp["nesterov"]
             )
         elif hp["optimizer"] == "adam":
-            opt = torch.optim.Adam(groups, lr=hp["lr"], betas=tuple(hp["betas"]))
+            opt = torch.optim.Adam(groups, lr=lr, betas=tuple(hp["betas"]))
         else:
-            opt = torch.optim.AdamW(groups, lr=hp["lr"], betas=tuple(hp["betas"]))
+            opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(hp["betas"]))
         schedule = hp["scheduler"]
         if schedule == "none":
             return opt
@@ -438,9 +441,35 @@ class ResNetClassifier(L.LightningModule):
         if self.hparams["channels_last"]:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
-    def on_train_epoch_start(self) -> None:
-        frozen = self.current_epoch < self.hparams["finetune"]["freeze_backbone_epochs"]
-        self.set_backbone_trainable(not frozen)
+    # ---- fine-tuning hooks (resnet_pl.lightning.finetune) ------------------------------------
+    def frozen_depths(self, epoch: int | None = None) -> set[int]:
+        """Depths (0 = stem; the head is never frozen) frozen in ``epoch`` (default: now)."""
+        from resnet_pl.lightning.finetune import frozen_depths, parameter_depths
+
+        ft = self.hparams["finetune"]
+        _, head_depth = parameter_depths(self.model)
+        return frozen_depths(
+            self.current_epoch if epoch is None else epoch,
+            head_depth,
+            ft["freeze_backbone_epochs"],
+            ft.get("unfreeze_interval", 0),
+        )
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        from resnet_pl.lightning.finetune import set_frozen_norms_eval
+
+        train_bn = self.hparams["finetune"].get("train_bn", False)
+        set_frozen_norms_eval(self.model, self.frozen_depths(), train_bn)
+
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
+    ) -> None:
+        """Lightning's step, with the frozen groups' learning rate at 0 for this step only."""
+        from resnet_pl.lightning.finetune import gated_step
+
+        train_bn = self.hparams["finetune"].get("train_bn", False)
+        with gated_step(optimizer, self.frozen_depths(epoch), train_bn):
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
 
     # ---- fine-tuning helpers -----------------------------------------------------------------
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
@@ -615,6 +644,15 @@ def _check_arch(arch: str) -> None:
         get_builder(split_name(arch)[0])
     except ValueError as err:  # UnknownModelError
         raise ConfigError(str(err)) from None
+
+
+def _lr_value(lr: Any) -> float:
+    if lr == "auto":
+        raise ConfigError(
+            "lr is 'auto' but the learning-rate finder has not run: it runs at the start of "
+            "`resnet-pl fit` (or call resnet_pl.lightning.finetune.find_lr(trainer, model, data))"
+        )
+    return float(lr)
 
 
 def _check_hparams(num_classes: int, in_chans: int) -> None:

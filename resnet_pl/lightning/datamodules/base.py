@@ -106,7 +106,7 @@ class ImageDataBase(L.LightningDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         image_size: int | None = None,
-        augment: Literal["standard", "none"] = "standard",
+        augment: Literal["standard", "none", "small", "photo"] = "standard",
         random_erasing: float = 0.0,
         norm_mean: Sequence[float] | None = None,
         norm_std: Sequence[float] | None = None,
@@ -119,8 +119,10 @@ class ImageDataBase(L.LightningDataModule):
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if augment not in ("standard", "none"):
-            raise ConfigError(f"augment must be 'standard' or 'none', got {augment!r}")
+        if augment not in ("standard", "none", "small", "photo"):
+            raise ConfigError(
+                f"augment must be 'standard', 'none', 'small' or 'photo', got {augment!r}"
+            )
         if not 0.0 <= random_erasing <= 1.0:
             raise ConfigError(f"random_erasing must be a probability, got {random_erasing}")
         check_positive_ints(

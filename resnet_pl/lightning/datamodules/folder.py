@@ -40,7 +40,7 @@ class FolderDataModule(ImageDataBase):
         val_fraction: float = 0.1,
         seed: int = 0,
         image_size: int | None = None,
-        augment: Literal["standard", "none"] = "standard",
+        augment: Literal["standard", "none", "small", "photo"] = "standard",
         random_erasing: float = 0.0,
         norm_mean: Sequence[float] | None = None,
         norm_std: Sequence[float] | None = None,
@@ -51,6 +51,7 @@ class FolderDataModule(ImageDataBase):
         crop_pct: float | None = None,
         in_chans: int | None = None,
         train_size_schedule: Sequence[Sequence[int]] | None = None,
+        hflip: bool | None = None,
     ) -> None:
         super().__init__(
             dataset, data_dir, batch_size, eval_batch_size, num_workers, val_fraction, seed,
@@ -109,7 +110,13 @@ class FolderDataModule(ImageDataBase):
             sets = build_folder_datasets(
                 self._scan_folder(),
                 cfg=self.data_cfg,
-                augment=self.hparams["augment"] == "standard",
+                augment=self.hparams["augment"] != "none",
+                # "standard" for a folder is the ImageNet policy; the recipe picks "small"
+                # for small images (resnet_pl.data.recipe.train_transform).
+                policy="photo"
+                if self.hparams["augment"] == "standard"
+                else self.hparams["augment"],
+                hflip=self._hflip,
                 val_fraction=self.hparams["val_fraction"],
                 seed=self.hparams["seed"],
                 bad_files=self.hparams["bad_files"],

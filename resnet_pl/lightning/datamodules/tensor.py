@@ -75,7 +75,7 @@ class TensorDataModule(ImageDataBase):
         val_fraction: float = 0.1,
         seed: int = 0,
         image_size: int | None = None,
-        augment: Literal["standard", "none"] = "standard",
+        augment: Literal["standard", "none", "small", "photo"] = "standard",
         crop_padding: int = 4,
         hflip: bool | None = None,
         random_erasing: float = 0.0,
@@ -167,7 +167,7 @@ class TensorDataModule(ImageDataBase):
         return x
 
     def augment_options(self) -> dict[str, Any]:
-        augment = self.hparams["augment"] == "standard"
+        augment = self.hparams["augment"] != "none"
         return {
             "crop_padding": self.hparams["crop_padding"] if augment else 0,
             "hflip": augment and self._hflip,
