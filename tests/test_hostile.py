@@ -699,13 +699,15 @@ def test_hub_export_checkpoint_non_utf8_class_names_no_partial_folder(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("measuring failed")
 
-    original = hub_checkpoint.measure
-    hub_checkpoint.measure = boom  # type: ignore[assignment]
+    from resnet_pl.hub import publish as hub_publish  # the publish workflow measures
+
+    original = hub_publish.measure
+    hub_publish.measure = boom  # type: ignore[assignment]
     try:
         with pytest.raises(ValueError, match="measuring failed"):
             hub_checkpoint.export_checkpoint(ckpt, failed)
     finally:
-        hub_checkpoint.measure = original  # type: ignore[assignment]
+        hub_publish.measure = original  # type: ignore[assignment]
     assert not failed.exists()
 
 

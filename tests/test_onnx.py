@@ -361,7 +361,7 @@ _HP = {"arch": "resnet20", "num_classes": 10, "in_chans": 3}
         ({"hyper_parameters": _HP, "state_dict": {"x": torch.zeros(1)}}, "model."),
         (
             {"hyper_parameters": _HP, "state_dict": {"model.fc.bias": torch.zeros(10)}},
-            "do not match",
+            "disagree with the weights",
         ),
     ],
 )

@@ -156,7 +156,12 @@ class ResNetCLI(LightningCLI):
             raise ConfigError(f"--ckpt_path {path} does not exist (or is not a file)")
         from jsonargparse import ArgumentError
 
-        if not special and cfg.get("weights_only") is not False:
+        # The classifier's sizes are checked against its weights before anything is built; a
+        # dense task's checkpoint holds a backbone and heads, which that check does not describe.
+        classifier = isinstance(self._model_class, type) and issubclass(
+            self._model_class, ResNetClassifier
+        )
+        if not special and classifier and cfg.get("weights_only") is not False:
             check_checkpoint_sizes(Path(path), f"--ckpt_path {path}")
         try:
             self._parse_ckpt_hparams(path)

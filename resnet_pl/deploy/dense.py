@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from resnet_pl.data.decode import load_image
 from resnet_pl.data.transforms import normalize
 from resnet_pl.errors import ResNetPLError
-from resnet_pl.hub.checkpoint import MODEL_PREFIX, CheckpointError, read_checkpoint
+from resnet_pl.hub.checkpoint import MODEL_PREFIX, CheckpointError, dense_task_of, read_checkpoint
 
 DETECTION_EXPORT_REFUSAL = (
     "detection checkpoints are not exported to ONNX: torchvision's detectors resize, run NMS "
@@ -41,17 +41,6 @@ DETECTION_EXPORT_REFUSAL = (
 
 class DenseExportRefused(ResNetPLError, ValueError):
     """A checkpoint ``resnet-pl export`` will not export; the message says why."""
-
-
-def dense_task_of(hparams: Mapping[str, Any]) -> str | None:
-    """``"segmentation"``, ``"detection"`` or ``None`` (a classifier) for a checkpoint's
-    hyperparameters."""
-    path = str(hparams.get("_class_path", ""))
-    if path.endswith("SegmentationTask") or ("head" in hparams and "ignore_index" in hparams):
-        return "segmentation"
-    if path.endswith("DetectionTask") or "detector" in hparams:
-        return "detection"
-    return None
 
 
 @dataclass

@@ -111,9 +111,15 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     # before anything is built from them.
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     hp = dict(hp)
-    num_classes, in_chans = check_checkpoint_hparams(
-        hp, arch, arch_kwargs, shapes, path, CheckpointError
-    )
+    if dense_task_of(hp) is None:
+        num_classes, in_chans = check_checkpoint_hparams(
+            hp, arch, arch_kwargs, shapes, path, CheckpointError
+        )
+    else:  # a dense task's backbone + heads: resnet_pl.deploy.dense rebuilds and checks it
+        try:
+            num_classes, in_chans = int(hp["num_classes"]), int(hp["in_chans"])
+        except (TypeError, ValueError, OverflowError) as err:
+            raise CheckpointError(f"{path}: malformed hyper_parameters ({err})") from None
     return CheckpointContents(
         path=path,
         arch=arch,
@@ -125,6 +131,17 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         epoch=ckpt.get("epoch"),
         global_step=ckpt.get("global_step"),
     )
+
+
+def dense_task_of(hparams: Mapping[str, Any]) -> str | None:
+    """``"segmentation"``, ``"detection"`` or ``None`` (a classifier) for a checkpoint's
+    hyperparameters."""
+    path = str(hparams.get("_class_path", ""))
+    if path.endswith("SegmentationTask") or ("head" in hparams and "ignore_index" in hparams):
+        return "segmentation"
+    if path.endswith("DetectionTask") or "detector" in hparams:
+        return "detection"
+    return None
 
 
 # Mappings among hyperparameters that are options of something else, not option groups.

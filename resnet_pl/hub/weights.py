@@ -340,14 +340,11 @@ def extra_dirs() -> list[Path]:
 
 
 def package_version() -> str:
-    """The installed resnet-pl version (records carry it; importing ``resnet_pl`` for
-    ``__version__`` here would be circular)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The resnet-pl version records carry: :data:`resnet_pl.version.__version__`, the one
+    version source (``pyproject.toml`` reads it too)."""
+    from resnet_pl.version import __version__
 
-    try:
-        return version("resnet-pl")
-    except PackageNotFoundError:
-        return "unknown"
+    return __version__
 
 
 def jsonable(value: Any) -> Any:

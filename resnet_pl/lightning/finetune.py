@@ -216,8 +216,8 @@ def find_lr(
 
     from resnet_pl.lightning.errors import ConfigError
 
-    hp = model.hparams["optim"]
-    if hp.get("lr") != "auto":
+    hp = model.hparams.get("optim")
+    if not isinstance(hp, dict) or hp.get("lr") != "auto":  # a dense task has no optim group
         return None
     hp["lr"] = 1e-3  # a number for configure_optimizers; the finder replaces every group's
     # The finder's steps may span several epochs of a small dataset: lift max_epochs meanwhile.
