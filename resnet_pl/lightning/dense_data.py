@@ -45,6 +45,25 @@ class _DenseDataModule(L.LightningDataModule):
     seed: int
     collate_fn: Any = None
 
+    # Each subclass's setup() fills the splits it has; the loaders below are shared.
+    train_set: Any = None
+    val_set: Any = None
+    test_set: Any = None
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        if self.train_set is None:
+            raise ConfigError("no train split configured for this data module")
+        return self._train_loader(self.train_set)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return self._eval_loader(self.val_set, "val")
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        return self._eval_loader(self.test_set, "test")
+
+    def predict_dataloader(self) -> DataLoader[Any]:
+        return self._eval_loader(self.test_set, "test")
+
     def _train_loader(self, ds: Dataset[Any]) -> DataLoader[Any]:
         ranks, rank = _ranks(self.trainer)
         return ResumableDataLoader(
@@ -168,19 +187,6 @@ class VOCSegmentationDataModule(_DenseDataModule):
                     return [self.in_chans, image.height, image.width]
         return None
 
-    def train_dataloader(self) -> DataLoader[Any]:
-        assert self.train_set is not None
-        return self._train_loader(self.train_set)
-
-    def val_dataloader(self) -> DataLoader[Any]:
-        return self._eval_loader(self.val_set, "val")
-
-    def test_dataloader(self) -> DataLoader[Any]:
-        return self._eval_loader(self.test_set, "test")
-
-    def predict_dataloader(self) -> DataLoader[Any]:
-        return self._eval_loader(self.test_set, "test")
-
 
 def _classes_from_root(
     root: Path, num_classes: int | None, class_names: list[str] | None
@@ -284,20 +290,6 @@ class CocoDetectionDataModule(_DenseDataModule):
             self.val_set = self._dataset(hp["val_ann"], False)
         if stage in ("test", "predict") and self.test_set is None:
             self.test_set = self._dataset(hp["test_ann"], False)
-
-    def train_dataloader(self) -> DataLoader[Any]:
-        if self.train_set is None:
-            raise ConfigError("no train_ann configured")
-        return self._train_loader(self.train_set)
-
-    def val_dataloader(self) -> DataLoader[Any]:
-        return self._eval_loader(self.val_set, "val")
-
-    def test_dataloader(self) -> DataLoader[Any]:
-        return self._eval_loader(self.test_set, "test")
-
-    def predict_dataloader(self) -> DataLoader[Any]:
-        return self._eval_loader(self.test_set, "test")
 
 
 # ---- prediction writers (added by the tasks for ``resnet-pl predict``) -------------------------
