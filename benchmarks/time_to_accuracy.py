@@ -144,9 +144,12 @@ def eval_ablation(run_dir: Path, config: str) -> dict[str, float]:
     data = yaml.safe_load((REPO / config).read_text()).get("data", {})
     dm = ImageDataModule(**data)
     out: dict[str, float] = {}
-    weights = {"ema": ckpt["state_dict"]}
+    # With EMA on, the state_dict is the average and the raw weights ride along; without it the
+    # state_dict is the raw weights.
     if "current_model_state" in ckpt:
-        weights["raw"] = ckpt["current_model_state"]
+        weights = {"ema": ckpt["state_dict"], "raw": ckpt["current_model_state"]}
+    else:
+        weights = {"raw": ckpt["state_dict"]}
     for wname, state in weights.items():
         for mode in ("none", "flip", "flip_shift"):
             model = ResNetClassifier.load_from_checkpoint(ckpts[-1], tta=mode)

@@ -8,12 +8,20 @@ only; every choice is made on validation):
   weights pretrained on classes 0-4 only (``pretrain``: a ResNet-8, 2 epochs, a committed
   command), so the pretrained network never saw a target class.
 - ``digits``: scikit-learn's handwritten digits (1,797 8x8 images, 10 classes, shipped with the
-  package, no download), from the same clothes-only weights.
+  package, no download), from the same clothes-only weights, and (arms ``*-shipped`` /
+  ``*-scratch_wrn``) from the shipped ``wrn_16_2.fashion_mnist`` the documented command picks.
+
+An arm is ``<recipe>-<start>``: the recipe ``recipe`` (``configs/finetune.yaml``), a variant of
+it (``VARIANTS``) or ``old`` (``configs/imagefolder_resnet50.yaml``); the start one of
+``STARTS``.
 
 Commands::
 
     python -m benchmarks.transfer pretrain          # ~2 min on one core
     python -m benchmarks.transfer run --seeds 0 1 2  # the grid; JSON + plot in results/
+    python -m benchmarks.transfer run --fmnist-sizes --digits-sizes 10 50 140 \
+        --arms recipe-shipped recipe-scratch_wrn --out benchmarks/results/part.json
+    python -m benchmarks.transfer combine a.json b.json  # one table and plot from parts
     python -m benchmarks.transfer folder            # the issue's "done when" check
 
 Runs go through the real CLI (``cli_main``), so what is measured is the documented command.
@@ -176,6 +184,16 @@ def pretrain(epochs: int = 2, seed: int = 0) -> Path:
     return PRETRAIN_CKPT
 
 
+# Where an arm starts (the part of its name after "-"): the weights and, from scratch, the
+# network. "pretrained" is the clothes-only ResNet-8 made by ``pretrain``; "shipped" is what
+# the documented command picks for small images when no weights are named.
+STARTS: dict[str, tuple[str | None, str]] = {
+    "pretrained": (str(PRETRAIN_CKPT), "resnet8"),
+    "scratch": (None, "resnet8"),
+    "shipped": ("wrn_16_2.fashion_mnist", "wrn_16_2"),
+    "scratch_wrn": (None, "wrn_16_2"),
+}
+
 # Recipe variants compared on validation (defaults are chosen from their val_acc).
 VARIANTS: dict[str, list[str]] = {
     "recipe": [],
@@ -249,7 +267,12 @@ def _test_accuracy(model: Any, dm: Any) -> float:
 
 
 def fine_tune(
-    folder: Path, arm: str, weights: str | None, seed: int, run_root: Path
+    folder: Path,
+    arm: str,
+    weights: str | None,
+    seed: int,
+    run_root: Path,
+    scratch_arch: str = "resnet8",
 ) -> dict[str, Any]:
     """One run: ``arm`` is ``recipe`` (configs/finetune.yaml) or ``old`` (the ImageNet-style
     imagefolder config, as the issue's user ran it, at the recipe's epoch count)."""
@@ -271,7 +294,7 @@ def fine_tune(
     if arm in VARIANTS:
         args = ["--config", "configs/finetune.yaml", *common, *w, *VARIANTS[arm]]
         if weights is None:  # scratch: the pretrained network's architecture
-            args += ["--model.arch", "resnet8"]
+            args += ["--model.arch", scratch_arch]
     else:
         epochs = _recipe_epochs(folder, weights)
         args = [
@@ -282,7 +305,7 @@ def fine_tune(
             "--trainer.max_epochs", str(epochs),
         ]  # fmt: skip
         if weights is None:
-            args += ["--model.arch", "resnet8"]
+            args += ["--model.arch", scratch_arch]
     curve = TestCurve()
     cli = cli_main(args, run=False)  # no subcommand word with run=False
     cli.trainer.callbacks.append(curve.callback())
@@ -299,8 +322,9 @@ def fine_tune(
         "final_test_acc": curve.rows[-1]["test_acc"] if curve.rows else None,
         "final_val_acc": curve.rows[-1]["val_acc"] if curve.rows else None,
         "curve": curve.rows,
-        "lr": hp["lr"],
+        "lr": hp["optim"]["lr"],
         "arch": hp["arch"],
+        "image_size": int(hp["data_info"]["input_size"][-1]),
     }
 
 
@@ -318,7 +342,6 @@ def run_grid(
     seeds: list[int], sizes: dict[str, list[int]], arms: list[str], work: Path, out: Path
 ) -> dict[str, Any]:
     torch.set_num_threads(1)
-    weights = str(PRETRAIN_CKPT)
     if not PRETRAIN_CKPT.is_file():
         raise SystemExit(f"{PRETRAIN_CKPT} missing: run `python -m benchmarks.transfer pretrain`")
     doc: dict[str, Any] = _header()
@@ -333,9 +356,9 @@ def run_grid(
                     build_digits_folder(folder, n, seed)
                 for arm in arms:
                     kind, _, start = arm.partition("-")
-                    r = fine_tune(folder, kind, weights if start == "pretrained" else None,
-                                  seed, work / "runs")  # fmt: skip
-                    r.update({"task": task, "per_class": n, "name": arm,
+                    start_weights, arch = STARTS[start]
+                    r = fine_tune(folder, kind, start_weights, seed, work / "runs", arch)
+                    r.update({"task": task, "per_class": n, "name": arm, "start": start,
                               "loadavg": os.getloadavg()})  # fmt: skip
                     doc["runs"].append(r)
                     print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
@@ -356,8 +379,8 @@ def _header() -> dict[str, Any]:
         "cpu_flags": cpu_flags(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "note": "2-core machine shared by 8 engineers: wall times are indicative only; "
-        "compare arms within this file",
+        "note": "one training thread per run (torch.set_num_threads(1)); the load average is "
+        "recorded with each run: compare wall times within one file",
     }
 
 
@@ -419,7 +442,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
             axes[1, col].plot(sec, acc, label=name)
         axes[0, col].set_title(f"{task}, {n}/class", fontsize=9)
         axes[0, col].set_xlabel("epoch")
-        axes[1, col].set_xlabel("fit seconds (shared CPU)")
+        axes[1, col].set_xlabel("fit seconds (one thread)")
         axes[0, col].set_ylabel("test acc %")
         axes[1, col].set_ylabel("test acc %")
     axes[0, 0].legend(fontsize=7)
@@ -429,60 +452,78 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 
 
 # ---- the "done when" folder check --------------------------------------------------------------
+def build_digits_check_folder(root: Path, per_class: int = 100, seed: int = 0) -> Path:
+    """The issue's folder: ``per_class`` of scikit-learn's real 8x8 digit scans per class in
+    ``train/`` (1,000 images), every other image (797) in ``test/``; no ``val/``."""
+    if (root / "train").is_dir():
+        return root
+    x, y = digits_arrays()
+    idx = _pick(y, range(10), per_class, np.random.default_rng(seed))
+    rest = np.setdiff1d(np.arange(len(y)), idx)
+    names = [str(i) for i in range(10)]
+    _write(root, "train", x[idx], y[idx], names)
+    _write(root, "test", x[rest], y[rest], names)
+    return root
+
+
 def folder_check(work: Path, out: Path, per_class: int = 100) -> dict[str, Any]:
-    """The issue's scenario: 1,000 real Fashion-MNIST PNGs (100 per class, train split) in
-    ``train/``, 1,000 other ones (test split) in ``test/``; the documented command, then
-    ``resnet-pl test`` on its best checkpoint; and the same from scratch at the same epochs."""
-    folder = build_fmnist_folder(work / "fmnist_folder", range(10), per_class, 100, 0)
+    """The issue's scenario: a folder of 10 classes of small grayscale images (1,000 real 8x8
+    digit scans, 100 per class, in ``train/``; the other 797 in ``test/``), the documented
+    command as written (``fit --config configs/finetune.yaml --data.data_dir DIR``: the recipe
+    picks the shipped ``wrn_16_2.fashion_mnist`` weights, which never saw a digit), then
+    ``resnet-pl test`` on its best checkpoint; and the same network from scratch at the same
+    epochs and image size. Both at the machine's default threads; the load is recorded."""
+    folder = build_digits_check_folder(work / "digits_folder", per_class)
     doc = _header()
-    doc["folder"] = {"train_per_class": per_class, "test_per_class": 100, "source": "train split "
-                     "for train/, test split for test/"}  # fmt: skip
+    doc["note"] = "run on an idle machine; fit wall time includes start-up"
+    doc["folder"] = {
+        "source": "sklearn.datasets.load_digits (real 8x8 scans)",
+        "train_per_class": per_class,
+        "train_images": per_class * 10,
+        "test_images": len(list((folder / "test").rglob("*.png"))),
+    }
     doc["runs"] = []
-    scratch = ["--model.weights", "null", "--model.arch", "wrn_16_2"]
-    for name, extra in (("pretrained", []), ("scratch", scratch)):
+    for name in ("pretrained", "scratch"):
         run_root = work / "folder_runs"
+        extra: list[str] = []
+        if name == "scratch":
+            first = doc["runs"][0]
+            extra = ["--model.weights", "null", "--model.arch", first["arch"],
+                     "--data.image_size", str(first["image_size"]),
+                     "--trainer.max_epochs", str(first["epochs"])]  # fmt: skip
         cmd = [sys.executable, "-m", "resnet_pl.cli", "fit", "--config", "configs/finetune.yaml",
                "--data.data_dir", str(folder), "--run_root", str(run_root), "--run_name", name,
                "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
-        if name == "scratch":
-            cmd += ["--trainer.max_epochs", str(doc["runs"][0]["epochs"])]
+        load_before = os.getloadavg()
         t0 = time.perf_counter()
         fit = subprocess.run(cmd, capture_output=True, text=True)
         fit_s = time.perf_counter() - t0
+        if fit.returncode:
+            raise SystemExit(f"fit failed:\n{fit.stderr[-3000:]}")
         block = "\n".join(
             line for line in fit.stderr.splitlines() if line.startswith(("resnet-pl recipe", "  "))
         )
-        ckpt = sorted((run_root / name).glob("version_*/checkpoints/best-*.ckpt"))[-1]
+        version = sorted((run_root / name).glob("version_*"))[-1]
+        ckpt = sorted(version.glob("checkpoints/best-*.ckpt"))[-1]
         test = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "resnet_pl.cli",
-                "test",
-                "--config",
-                "configs/finetune.yaml",
-                "--data.data_dir",
-                str(folder),
-                "--ckpt_path",
-                str(ckpt),
-                "--run_root",
-                str(run_root),
-                "--run_name",
-                f"{name}-test",
-                "--trainer.enable_progress_bar",
-                "false",
-                *extra,
-            ],
+            [sys.executable, "-m", "resnet_pl.cli", "test", "--config", "configs/finetune.yaml",
+             "--data.data_dir", str(folder), "--ckpt_path", str(ckpt), "--run_root",
+             str(run_root), "--run_name", f"{name}-test", "--trainer.enable_progress_bar",
+             "false", *extra],
             capture_output=True,
             text=True,
-        )
+        )  # fmt: skip
         acc = _parse_test_acc(test.stdout + test.stderr)
-        recipe = json.loads(next((run_root / name).glob("version_*/recipe.json")).read_text())
-        epochs = next(d["value"] for d in recipe["decisions"] if d["key"] == "trainer.max_epochs")
-        doc["runs"].append({"name": name, "command": " ".join(cmd[1:]), "fit_wall_seconds":
-                            round(fit_s, 1), "test_acc": acc, "epochs": epochs,
-                            "checkpoint": ckpt.name, "decisions": block,
-                            "loadavg_after": os.getloadavg(), "fit_rc": fit.returncode,
+        recipe = json.loads((version / "recipe.json").read_text())
+        value = {d["key"]: d["value"] for d in recipe["decisions"]}
+        hp = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+        doc["runs"].append({"name": name, "command": "resnet-pl " + " ".join(cmd[4:]),
+                            "fit_wall_seconds": round(fit_s, 1), "test_acc": acc,
+                            "epochs": value["trainer.max_epochs"],
+                            "image_size": value["data.image_size"], "arch": hp["arch"],
+                            "weights": hp.get("weights"), "checkpoint": ckpt.name,
+                            "threads": torch.get_num_threads(), "decisions": block,
+                            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                             "test_rc": test.returncode})  # fmt: skip
         print(json.dumps(doc["runs"][-1], indent=1), flush=True)
         out.write_text(json.dumps(doc, indent=1))

@@ -521,8 +521,9 @@ def test_benchmark_script_writes_results(
     if config is None:
         assert recipe == {} and doc["settings"]["epochs"] == 15
     else:  # the fast recipe's options reach both arms; the student arch is --student's
-        assert recipe["ema_decay"] == 0.99 and recipe["tta"] == "flip"
         cfg = yaml.safe_load((REPO / config).read_text())
+        evaluation = cfg["model"]["evaluation"]
+        assert recipe["ema_decay"] == evaluation["ema_decay"] and recipe["tta"] == "flip"
         assert doc["settings"]["epochs"] == cfg["trainer"]["max_epochs"]
         assert doc["settings"]["batch_size"] == cfg["data"]["batch_size"]
         assert doc["settings"]["student"] == "resnet8"

@@ -207,6 +207,75 @@ def test_resume_across_an_unfreeze_is_bit_identical(
                 assert torch.equal(value, ob["state"][pid][name]), (pid, name)
 
 
+DDP_FREEZE = """
+import sys, torch, lightning as L
+from resnet_pl.lightning import ImageDataModule, ResNetClassifier
+out = sys.argv[1]
+L.seed_everything(0)
+model = ResNetClassifier("resnet20", num_classes=10, model_kwargs={"widths": [8, 16, 32]},
+                         optim={"lr": 0.1},
+                         finetune={"freeze_backbone_epochs": 1, "unfreeze_interval": 1,
+                                   "train_bn": False})
+
+
+def params(m):
+    return {k: v.detach().clone() for k, v in m.named_parameters()}
+
+
+class Snap(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        torch.save({"params": params(pl_module.model),
+                    "buffers": {k: v.clone() for k, v in pl_module.model.named_buffers()}},
+                   f"{out}/start-{trainer.global_rank}.pt")
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        torch.save({"params": params(pl_module.model),
+                    "buffers": {k: v.clone() for k, v in pl_module.model.named_buffers()}},
+                   f"{out}/epoch{trainer.current_epoch}-{trainer.global_rank}.pt")
+
+
+dm = ImageDataModule("fake", batch_size=16, fake_size=96, seed=3)
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=2,
+                    limit_val_batches=1, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False,
+                    default_root_dir=out, callbacks=[Snap()])
+trainer.fit(model, dm)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_freeze_and_unfreeze_under_two_process_ddp(tmp_path: Path) -> None:
+    """Two gloo ranks, one frozen epoch then one level thawed per epoch, train_bn false: in
+    epoch 0 every backbone parameter and BatchNorm statistic stays bit-identical on both ranks
+    and only the head trains; in epoch 1 the top stage trains while the lower ones stay frozen;
+    both ranks hold the same parameters after each epoch (they gate the same groups)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_freeze.py"
+    script.write_text(DDP_FREEZE)
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=280
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    def load(name: str) -> dict[str, dict[str, torch.Tensor]]:
+        return torch.load(tmp_path / f"{name}.pt", weights_only=True)
+
+    for rank in (0, 1):
+        start, e0, e1 = load(f"start-{rank}"), load(f"epoch0-{rank}"), load(f"epoch1-{rank}")
+        changed0 = {k for k, v in start["params"].items() if not torch.equal(v, e0["params"][k])}
+        assert changed0 == {"fc.weight", "fc.bias"}, changed0
+        stats = [k for k in start["buffers"] if "running" in k]
+        assert stats and all(torch.equal(start["buffers"][k], e0["buffers"][k]) for k in stats)
+        changed1 = {k for k, v in start["params"].items() if not torch.equal(v, e1["params"][k])}
+        assert any(k.startswith("layer3.") for k in changed1)
+        assert not any(k.startswith(("conv1", "bn1", "layer1.", "layer2.")) for k in changed1)
+    for epoch in (0, 1):
+        a, b = load(f"epoch{epoch}-0")["params"], load(f"epoch{epoch}-1")["params"]
+        assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
 # ---- starting weights -----------------------------------------------------------------------
 def test_weights_by_registry_name_record_sha256_and_reload(tmp_path: Path) -> None:
     from resnet_pl.hub.weights import get_weights
@@ -269,6 +338,33 @@ def test_recipe_adapts_to_small_grayscale_and_to_photos(tmp_path: Path) -> None:
     assert p["data.image_size"] == 224 and p["data.in_chans"] == 3
     kept = decide(small, weights="w", weights_cfg=None, given={"trainer.max_epochs": 3})
     assert next(x for x in kept if x.key == "trainer.max_epochs").given
+
+
+def test_real_photos_keep_the_imagenet_policy(tmp_path: Path) -> None:
+    """A folder of real photo tiles (scikit-learn's two shipped sample photos, 160-px crops as
+    JPEG): the recipe keeps RandomResizedCrop + flips at 224 px, colour, ImageNet weights, and
+    the training transform it builds is that policy."""
+    from sklearn.datasets import load_sample_images
+    from torchvision.transforms import v2
+
+    from resnet_pl.data.recipe import train_transform
+
+    photos = load_sample_images()
+    for name, img in zip(("china", "flower"), photos.images, strict=True):
+        d = tmp_path / "train" / name
+        d.mkdir(parents=True)
+        for i, (top, left) in enumerate([(0, 0), (100, 200), (200, 400), (260, 100)]):
+            Image.fromarray(img[top : top + 160, left : left + 160]).save(d / f"{i}.jpg")
+    stats = folder_stats(scan_image_folder(tmp_path))
+    assert stats.median_side == 160 and not stats.grayscale
+    d = {x.key: x.value for x in decide(stats, weights="__default__", weights_cfg=None, given={})}
+    assert d["model.weights"] == "resnet50.tv_in1k"
+    assert d["data.augment"] == "photo" and d["data.hflip"] is True
+    assert d["data.image_size"] == 224 and d["data.in_chans"] == 3
+    t = train_transform("photo", 224, {}, hflip=True)
+    kinds = [type(x) for x in t.transforms]
+    assert v2.RandomResizedCrop in kinds and v2.RandomHorizontalFlip in kinds
+    assert next(x for x in t.transforms if isinstance(x, v2.RandomResizedCrop)).scale == (0.08, 1)
 
 
 def test_explicit_keys_reads_argv_and_configs(tmp_path: Path) -> None:
