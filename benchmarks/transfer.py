@@ -429,7 +429,9 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 
     groups = _table(doc)
     panels = sorted({(t, n) for t, n, _ in groups})
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 5.6), squeeze=False)
+    names = sorted({k[2] for k in groups})
+    colour = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6.2), squeeze=False)
     for col, (task, n) in enumerate(panels):
         for name in sorted({k[2] for k in groups if k[:2] == (task, n)}):
             rs = groups[(task, n, name)]
@@ -438,15 +440,17 @@ def plot(doc: dict[str, Any], path: Path) -> None:
                 continue
             acc = np.mean([[p["test_acc"] for p in r["curve"][:length]] for r in rs], 0) * 100
             sec = np.mean([[p["seconds"] for p in r["curve"][:length]] for r in rs], 0)
-            axes[0, col].plot(range(1, length + 1), acc, label=name)
-            axes[1, col].plot(sec, acc, label=name)
+            axes[0, col].plot(range(1, length + 1), acc, label=name, color=colour[name])
+            axes[1, col].plot(sec, acc, label=name, color=colour[name])
         axes[0, col].set_title(f"{task}, {n}/class", fontsize=9)
         axes[0, col].set_xlabel("epoch")
         axes[1, col].set_xlabel("fit seconds (one thread)")
         axes[0, col].set_ylabel("test acc %")
         axes[1, col].set_ylabel("test acc %")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colour[name], label=name) for name in names]
+    fig.legend(handles=handles, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
+    fig.suptitle("test accuracy (mean of seeds) vs epochs and vs fit seconds", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

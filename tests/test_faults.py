@@ -467,7 +467,10 @@ def test_injected_enospc_export_blames_the_disk(
 # Ctrl-C during export and classify: real processes, SIGINT once they report progress
 # ------------------------------------------------------------------------------------------------
 HOOKS = """
-import sys, time
+import signal, sys, time
+# A process started in the background by a non-interactive shell inherits SIGINT ignored, and
+# Python then installs no KeyboardInterrupt handler: restore it, as an interactive shell has it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import resnet_pl.deploy.onnx_export as onnx_export
 import resnet_pl.cli.deploy as deploy_cli
 from resnet_pl.cli import main
