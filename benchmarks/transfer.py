@@ -293,8 +293,6 @@ def fine_tune(
     w = ["--model.weights", weights or "null"]
     if arm in VARIANTS:
         args = ["--config", "configs/finetune.yaml", *common, *w, *VARIANTS[arm]]
-        if weights is None:  # scratch: the pretrained network's architecture
-            args += ["--model.arch", scratch_arch]
     else:
         epochs = _recipe_epochs(folder, weights)
         args = [
@@ -304,8 +302,8 @@ def fine_tune(
             "--data.num_workers", "0",
             "--trainer.max_epochs", str(epochs),
         ]  # fmt: skip
-        if weights is None:
-            args += ["--model.arch", scratch_arch]
+    if weights is None:  # scratch: the pretrained network's architecture (one arch per start)
+        args += ["--model.arch", scratch_arch]
     curve = TestCurve()
     cli = cli_main(args, run=False)  # no subcommand word with run=False
     cli.trainer.callbacks.append(curve.callback())
