@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dkd-alpha", type=float, default=1.0)
     p.add_argument("--dkd-beta", type=float, default=8.0)
     p.add_argument("--alpha", type=float, default=0.9)
+    p.add_argument("--kd-warmup", type=float, default=0.0,
+                   help="epochs over which the KD share ramps from 0 to --alpha")  # fmt: skip
     p.add_argument("--feature-weight", type=float, default=0.0)
     p.add_argument("--precision", default=None, help="Lightning precision (default: config's "
                    "or bf16-mixed)")  # fmt: skip
@@ -184,10 +186,13 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict
                 "alpha": args.alpha, "feature_weight": args.feature_weight,
                 "kd_loss": "dkd" if arm.startswith("dkd") else "kl",
                 "logit_standardization": ls, "dkd_alpha": args.dkd_alpha,
-                "dkd_beta": args.dkd_beta}  # fmt: skip
+                "dkd_beta": args.dkd_beta, "kd_warmup_epochs": args.kd_warmup}  # fmt: skip
         grouped = migrate_flat({**options, **loss})[0]
+        recorded_loss: dict[str, Any] | None = {k: v for k, v in loss.items()
+                                                 if k != "feature_weight" or v}  # fmt: skip
         module: Any = DistillationClassifier(teacher=teacher, **grouped)
     else:
+        recorded_loss = None
         module = ResNetClassifier(**migrate_flat(options)[0])
     # The student is built first in both arms, so both start from the same weights; building
     # the teachers then draws random numbers (their init before the weights load), so reseed:
@@ -208,6 +213,7 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict
         "fit_wall_s": round(wall, 2),
         "steps": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
+        "kd_loss": recorded_loss,
     }
 
 
@@ -306,6 +312,11 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {a['test_top1_max']:.2f} | {a['val_top1_mean']:.2f} | {a['fit_wall_s_mean']:.0f} "
             f"| {'-' if gain is None else f'{gain:+.2f}'} |"
         )
+    losses = {r["arm"]: r.get("kd_loss") for r in doc["runs"] if r.get("kd_loss")}
+    if losses:
+        lines += ["", "KD loss per arm (as each run recorded it):", ""]
+        lines += [f"- `{arm}`: " + ", ".join(f"{k}={v}" for k, v in loss.items())
+                  for arm, loss in losses.items()]  # fmt: skip
     lines += [
         "",
         f"Load average at the end: {doc.get('loadavg', '-')}. Times are indicative only: the "

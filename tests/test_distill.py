@@ -194,6 +194,33 @@ def test_loss_equals_hand_computation(temp: float, alpha: float) -> None:
     assert same["kd"].item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_kd_warmup_ramps_the_kd_share() -> None:
+    """``kd_warmup_epochs``: alpha rises linearly with the optimizer step over that many epochs
+    (here 2 of 4 epochs of 10 steps), the cross-entropy takes the rest; full alpha outside
+    training and without a warm-up."""
+    from types import SimpleNamespace
+
+    module = _student(SHIPPED, distill={"alpha": 0.8, "temperature": 2.0, "kd_warmup_epochs": 2})
+    fake = SimpleNamespace(training=True, max_epochs=4, estimated_stepping_batches=40,
+                           global_step=0)  # fmt: skip
+    module._trainer = fake  # type: ignore[assignment]
+    g = torch.Generator().manual_seed(0)
+    s, te = torch.randn(4, 10, generator=g), torch.randn(4, 10, generator=g)
+    y = torch.tensor([0, 3, 9, 1])
+    for step, share in [(0, 0.0), (5, 0.2), (10, 0.4), (19, 0.76), (20, 0.8), (35, 0.8)]:
+        fake.global_step = step
+        assert module.kd_share() == pytest.approx(share)
+        parts = module.distillation_loss(s, te, y)
+        expected = share * parts["kd"] + (1 - share) * parts["ce"]
+        assert parts["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    fake.global_step, fake.training = 5, False
+    assert module.kd_share() == 0.8
+    plain = _student(SHIPPED, distill={"alpha": 0.8})
+    plain._trainer = SimpleNamespace(training=True, max_epochs=4, estimated_stepping_batches=40,
+                                     global_step=0)  # type: ignore[assignment]  # fmt: skip
+    assert plain.kd_share() == 0.8
+
+
 def test_compute_loss_uses_the_teacher_on_the_same_batch() -> None:
     module = _student(SHIPPED, distill={"temperature": 3.0, "alpha": 0.7})
     x = batch_augment(_u8(), size=28, mean=[0.286], std=[0.353])
@@ -341,12 +368,16 @@ def _kd_args(teacher: Path) -> list[str]:
 
 @pytest.mark.timeout(600)
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
-    """The reliability suite's kill -9 at step 14 (mid-epoch), with a KD student and feature
-    hint: resuming gives bit-identical weights, projection, optimizer and scheduler states.
+    """The reliability suite's kill -9 at step 14 (mid-epoch), with a KD student, a feature
+    hint and a KD warm-up: resuming gives bit-identical weights, projection, optimizer and
+    scheduler states.
     A resume after the teacher file changed is one line, exit 2."""
     teacher = _teacher_ckpt(tmp_path / "teacher.ckpt", 5, in_chans=3, size=32, mean=(0.5,) * 3,
                             std=(0.25,) * 3)  # fmt: skip
-    args = [*_kd_args(teacher), *FIT_ARGS, "--model.distill.feature_weight", "0.5"]
+    # The KD ramp (2 epochs = steps 0-20) is still rising at the kill: a resume that restarted
+    # or skipped it would not match.
+    args = [*_kd_args(teacher), *FIT_ARGS, "--model.distill.feature_weight", "0.5",
+            "--model.distill.kd_warmup_epochs", "2"]  # fmt: skip
     ref = cli_main(["fit", *args, "--run_root", str(tmp_path), "--run_name", "ref"])
     assert ref.trainer.global_step == STEPS
 
@@ -394,6 +425,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
         ({"temperature": 0.0}, "temperature must be a positive"),
         ({"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
         ({"feature_weight": -1.0}, "feature_weight must be"),
+        ({"kd_warmup_epochs": -1.0}, "kd_warmup_epochs must be"),
+        ({"kd_warmup_epochs": float("nan")}, "kd_warmup_epochs must be"),
         ({"teacher": "resnet20"}, "without weights"),
         ({"teacher": []}, "non-empty list"),
         ({"teacher": "missing/teacher.ckpt"}, "not found"),

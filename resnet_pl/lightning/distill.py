@@ -22,7 +22,8 @@ Loss options are one group, :class:`~resnet_pl.lightning.hparams.DistillConfig`
 ``KD`` one of (``kd_loss``, :mod:`resnet_pl.lightning.kd_losses`): ``"kl"``,
 ``T^2 * KL(softmax(t / T) || softmax(s / T))``; ``"dkd"``, decoupled KD
 ``T^2 * (dkd_alpha * TCKD + dkd_beta * NCKD)``; either on z-scored logits with
-``logit_standardization=True``. Plus
+``logit_standardization=True``. With ``kd_warmup_epochs`` the KD share ramps from 0 to ``alpha``
+over the first epochs (:meth:`DistillationClassifier.kd_share`). Plus
 ``feature_weight * MSE(proj(s_k), t_k)`` on stage ``k`` when ``feature_weight > 0``, where
 ``proj`` is a learned 1x1 convolution (trained, saved in the Lightning checkpoint for exact
 resume, never part of ``self.model`` and so never exported).
@@ -382,6 +383,7 @@ class DistillationClassifier(ResNetClassifier):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
+        self.__dict__["_kd_ramp_steps"] = None  # kd_share() measures this fit's ramp again
         info = self.hparams["data_info"]
         if info["mean"] is None or info["std"] is None:
             raise ConfigError(
@@ -423,7 +425,7 @@ class DistillationClassifier(ResNetClassifier):
         Computed in float32 under autocast. DKD with soft (mixed) targets takes each row's
         largest share as its target class."""
         hp = self.hparams["distill"]
-        t, a = hp["temperature"], hp["alpha"]
+        t, a = hp["temperature"], self.kd_share()
         s = student_logits.float()
         stand = bool(hp.get("logit_standardization", False))
         if hp.get("kd_loss", "kl") == "dkd":
@@ -436,6 +438,25 @@ class DistillationClassifier(ResNetClassifier):
             kd = kd_losses.kl_kd(s, teacher_logits, t, standardize=stand)
         ce = self.criterion(s, targets)
         return {"loss": a * kd + (1 - a) * ce, "kd": kd, "ce": ce}
+
+    def kd_share(self) -> float:
+        """The KD weight ``alpha`` of the current step: ``alpha * min(1, step / ramp)`` while
+        training with ``kd_warmup_epochs`` > 0 (``ramp`` = that many epochs of optimizer steps,
+        from ``trainer.estimated_stepping_batches``), else ``alpha``. A function of
+        ``global_step`` only, so a resumed run continues the same ramp."""
+        hp = self.hparams["distill"]
+        alpha, warm = float(hp["alpha"]), float(hp.get("kd_warmup_epochs", 0.0))
+        if warm <= 0 or self._trainer is None or not self.trainer.training:
+            return alpha
+        ramp = self.__dict__.get("_kd_ramp_steps")
+        if ramp is None:
+            epochs = self.trainer.max_epochs
+            if epochs is None or epochs <= 0:  # max_steps-only runs: ramp over the warm-up
+                total, epochs = max(int(self.trainer.max_steps), 1), 1  # as a share of them
+            else:
+                total = max(int(self.trainer.estimated_stepping_batches), 1)
+            ramp = self.__dict__["_kd_ramp_steps"] = max(total * warm / epochs, 1.0)
+        return alpha * min(1.0, self.trainer.global_step / ramp)
 
     def feature_loss(self) -> Tensor:
         """Mean over teachers of ``MSE(proj(student stage), teacher stage)``; the teacher's map
@@ -489,6 +510,7 @@ class DistillationClassifier(ResNetClassifier):
             "feature_weight": self.hparams["distill"]["feature_weight"],
             "kd_loss": self.hparams["distill"].get("kd_loss", "kl"),
             "logit_standardization": self.hparams["distill"].get("logit_standardization", False),
+            "kd_warmup_epochs": self.hparams["distill"].get("kd_warmup_epochs", 0.0),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

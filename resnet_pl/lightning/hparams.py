@@ -244,6 +244,11 @@ class DistillConfig:
             softened softmax (Sun et al. 2024); ``temperature`` then applies to z-scores.
         dkd_alpha, dkd_beta: DKD's weights of the target-class (TCKD) and non-target (NCKD)
             terms (mdistiller's defaults 1 and 8).
+        kd_warmup_epochs: the KD share ramps linearly from 0 to ``alpha`` over this many epochs
+            (fractional allowed; counted in optimizer steps), the cross-entropy taking the
+            rest, so the first steps learn from the labels alone. DKD's large ``dkd_beta``
+            term is unstable on a random student without it (mdistiller ramps DKD over 20 of
+            240 epochs). 0: the full mix from the first step.
     """
 
     temperature: float = 4.0
@@ -254,8 +259,14 @@ class DistillConfig:
     logit_standardization: bool = False
     dkd_alpha: float = 1.0
     dkd_beta: float = 8.0
+    kd_warmup_epochs: float = 0.0
 
     def check(self) -> None:
+        if not (self.kd_warmup_epochs >= 0 and math.isfinite(self.kd_warmup_epochs)):
+            raise ConfigError(
+                f"kd_warmup_epochs must be a finite number >= 0 (epochs of the KD ramp), got "
+                f"{self.kd_warmup_epochs}"
+            )
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ConfigError(f"temperature must be a positive number, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
