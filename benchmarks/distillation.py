@@ -218,23 +218,39 @@ def train_one(args: argparse.Namespace, arm: str, seed: int, root: Path) -> dict
 
 
 def teacher_top1(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Each teacher's test top-1 with its own preprocessing, measured here."""
-    from resnet_pl.deploy.source import load_model
-    from resnet_pl.hub.evaluate import measure_small
+    """Each teacher's test top-1, measured here with its own preprocessing and a plain forward
+    (what the student is distilled from: no test-time augmentation), and with several teachers
+    also the ensemble the student sees (logits averaged)."""
+    import torch
 
-    rows = []
+    from resnet_pl.data.transforms import preprocess_uint8
+    from resnet_pl.deploy.source import load_model
+    from resnet_pl.hub.evaluate import _logits, accuracy_counts, load_eval_images
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    images, labels = load_eval_images("fashion_mnist", "test", data_dir)
+    if args.test_subset is not None:
+        images, labels = images[: args.test_subset], labels[: args.test_subset]
+    rows, all_logits = [], []
     for source in args.teacher:
         loaded = load_model(source)
-        cfg = dict(loaded.cfg)
-        cfg.setdefault("dataset", "fashion_mnist")
-        data_dir = Path(args.data_dir) if args.data_dir else None
-        metrics = measure_small(
-            loaded.model, cfg, "fashion_mnist", split="test", limit=args.test_subset,
-            data_dir=data_dir,
-        )  # fmt: skip
+        cfg = {k: v for k, v in dict(loaded.cfg).items() if k != "tta"}
+        batches = ((preprocess_uint8(images[i : i + 500], cfg), labels[i : i + 500])
+                   for i in range(0, len(images), 500))  # fmt: skip
+        with torch.no_grad():
+            logits, targets = _logits(loaded.model, batches)
+        all_logits.append(logits)
+        hit1 = accuracy_counts(logits, targets)[0]
         n_params = sum(p.numel() for p in loaded.model.parameters())
-        rows.append({"teacher": source, "test_top1": metrics["top1"], "n": metrics["n"],
-                     "num_params": n_params})  # fmt: skip
+        rows.append({"teacher": source, "test_top1": round(100 * hit1.float().mean().item(), 2),
+                     "n": int(hit1.numel()), "num_params": n_params,
+                     "forward": "plain"})  # fmt: skip
+    if len(all_logits) > 1:
+        hit1 = accuracy_counts(torch.stack(all_logits).mean(0), labels)[0]
+        rows.append({"teacher": "ensemble (logits averaged)",
+                     "test_top1": round(100 * hit1.float().mean().item(), 2),
+                     "n": int(hit1.numel()), "forward": "plain",
+                     "num_params": sum(r["num_params"] for r in rows)})  # fmt: skip
     return rows
 
 
@@ -406,7 +422,10 @@ def merge(paths: list[Path], out_dir: Path, command: str) -> int:
         if differ:
             raise SystemExit(f"--merge: {p} differs from {paths[0]} in {', '.join(differ)}")
     runs = [r for d in docs for r in d["runs"]]
+    # The most complete teacher table (files written before the ensemble row was added lack it).
+    teachers = max((d["teachers"] for d in docs), key=len)
     doc = {**first, "command": command, "runs": runs, "summary": summarise(runs),
+           "teachers": teachers,
            "merged_from": [{"file": Path(p).name, "command": d["command"],
                             "loadavg": d.get("loadavg")} for p, d in zip(paths, docs, strict=True)],
            "time": time.strftime("%Y%m%d-%H%M%S")}  # fmt: skip

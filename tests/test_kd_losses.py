@@ -171,3 +171,20 @@ def test_benchmark_merge_combines_jobs(tmp_path: Path) -> None:
     assert "| kd_ls | 2 | 91.50 |" in merged.with_suffix(".md").read_text()
     with pytest.raises(SystemExit, match=r"differs .* in epochs"):
         bench_main(["--merge", str(a), str(c), "--out-dir", str(tmp_path / "out")])
+
+
+def test_benchmark_measures_each_teacher_and_the_ensemble(fashion_mnist_dir: Path) -> None:
+    """The distillation benchmark's teacher table: each teacher by a plain forward, and the
+    logit-averaged ensemble the student sees (two copies of one teacher: the same top-1)."""
+    import argparse
+
+    from benchmarks.distillation import teacher_top1
+
+    args = argparse.Namespace(data_dir=str(fashion_mnist_dir), test_subset=300,
+                              teacher=["resnet20.fashion_mnist"] * 2)  # fmt: skip
+    one, two, ensemble = teacher_top1(args)
+    assert one == two and one["n"] == 300 and one["forward"] == "plain"
+    assert 85 < one["test_top1"] <= 100
+    assert ensemble["teacher"].startswith("ensemble") and ensemble["n"] == 300
+    assert ensemble["test_top1"] == one["test_top1"]
+    assert ensemble["num_params"] == 2 * one["num_params"]
