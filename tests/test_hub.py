@@ -902,3 +902,45 @@ def test_hub_cli_help_and_old_spellings(capsys: pytest.CaptureFixture[str]) -> N
     assert "--all-categories is deprecated, use --all_categories" in captured.err
     assert hub_main(["info", "resnet20.fashion_mnist", "--nope"]) == 2
     assert "resnet-pl hub --help" in capsys.readouterr().err
+
+
+def test_publish_and_verify_record_the_plain_forward_beside_tta(
+    fake_checkpoint: Path,
+    tmp_path: Path,
+    registered: list[str],
+    fashion_mnist_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Weights evaluated with test-time augmentation also record what ``create_model`` users
+    get (a plain forward); ``hub verify`` re-measures both and fails on either."""
+    ckpt = torch.load(fake_checkpoint, weights_only=True)
+    ckpt["hyper_parameters"]["tta"] = "flip"
+    torch.save(ckpt, fake_checkpoint)
+    out = tmp_path / "weights"
+    args = ["publish", str(fake_checkpoint), "--tag", "hubtest_tta", "--out_dir", str(out),
+            "--limit", "300", "--not_default", "--recipe", "x"]  # fmt: skip
+    assert hub_main(args) == 0
+    name = "resnet20.hubtest_tta"
+    registered.append(name)
+    metrics = read_record(out / f"{name}.json")[0].pretrained_cfg["metrics"]
+    plain = metrics["plain_forward"]
+    assert metrics["tta"] == "flip" and plain["n"] == 300 and 0 <= plain["top1"] <= 100
+    model = create_model(name, pretrained=True).eval()
+    from resnet_pl.hub.evaluate import measure_small
+
+    cfg = {**read_record(out / f"{name}.json")[0].pretrained_cfg, "tta": None}
+    assert measure_small(model, cfg, "fashion_mnist", limit=300)["top1"] == plain["top1"]
+    card = (out / f"{name}.md").read_text()
+    assert "| plain |" in card and "| with flip TTA |" in card
+
+    capsys.readouterr()
+    assert hub_main(["verify", name, "--limit", "300"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("ok   accuracy: ")
+    assert lines[2].startswith("ok   accuracy (plain forward, no TTA): ")
+    record = json.loads((out / f"{name}.json").read_text())
+    record["pretrained_cfg"]["metrics"]["plain_forward"]["top1"] += 5.0
+    (out / f"{name}.json").write_text(json.dumps(record))
+    register_weights(read_record(out / f"{name}.json")[0], replace=True)
+    assert hub_main(["verify", name, "--limit", "300"]) == 1
+    assert "FAIL accuracy (plain forward, no TTA)" in capsys.readouterr().err

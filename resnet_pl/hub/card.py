@@ -24,8 +24,14 @@ def card_data(config: Mapping[str, Any], *, weights_name: str | None = None) -> 
     license_id = str(cfg.get("license") or "unknown").split(" ")[0].lower()
     results = []
     split = str(metrics.get("split", "test"))
-    for key, label in (("top1", "top-1 accuracy"), ("top5", "top-5 accuracy")):
-        if isinstance(metrics.get(key), int | float):
+    plain = metrics.get("plain_forward")
+    tta = f" (with {metrics['tta']} TTA)" if metrics.get("tta") else ""
+    entries = [(metrics, "top1", f"top-1 accuracy{tta}"), (metrics, "top5", f"top-5 accuracy{tta}")]
+    if isinstance(plain, Mapping):
+        entries += [(plain, "top1", "top-1 accuracy (plain forward)"),
+                    (plain, "top5", "top-5 accuracy (plain forward)")]  # fmt: skip
+    for source, key, label in entries:
+        if isinstance(source.get(key), int | float):
             results.append(
                 EvalResult(
                     task_type="image-classification",
@@ -34,7 +40,7 @@ def card_data(config: Mapping[str, Any], *, weights_name: str | None = None) -> 
                     dataset_split=split,
                     metric_type="accuracy",
                     metric_name=label,
-                    metric_value=float(metrics[key]),
+                    metric_value=float(source[key]),
                 )
             )
     return ModelCardData(
@@ -95,24 +101,35 @@ def render_card_body(config: Mapping[str, Any], *, weights_name: str | None = No
         "",
     ]
     if "top1" in metrics:
-        lines += ["| images | top-1 (%) | top-5 (%) |", "|---|---:|---:|"]
+        lines += ["| images | forward | top-1 (%) | top-5 (%) |", "|---|---|---:|---:|"]
         split = metrics.get("split", "test")
-        lines.append(
-            f"| {dataset} {split}, all {metrics.get('n', '?')} | {_fmt(metrics['top1'])} | "
-            f"{_fmt(metrics.get('top5', '-'))} |"
-        )
-        for key, value in metrics.items():
-            if isinstance(value, Mapping) and "top1" in value:
-                label = key.replace("first_", "first ")
-                lines.append(
-                    f"| {dataset} {split}, {label} | {_fmt(value['top1'])} | "
-                    f"{_fmt(value.get('top5', '-'))} |"
-                )
+        tta = metrics.get("tta")
+        plain = metrics.get("plain_forward")
+        tables = [(metrics, f"with {tta} TTA" if tta else "plain")]
+        if isinstance(plain, Mapping) and "top1" in plain:
+            tables.append((plain, "plain"))
+        for table, forward in tables:
+            lines.append(
+                f"| {dataset} {split}, all {table.get('n', '?')} | {forward} | "
+                f"{_fmt(table['top1'])} | {_fmt(table.get('top5', '-'))} |"
+            )
+            for key, value in table.items():
+                if key.startswith("first_") and isinstance(value, Mapping) and "top1" in value:
+                    label = key.replace("first_", "first ")
+                    lines.append(
+                        f"| {dataset} {split}, {label} | {forward} | {_fmt(value['top1'])} | "
+                        f"{_fmt(value.get('top5', '-'))} |"
+                    )
         source = metrics.get("source") or (
             f"measured by resnet-pl in {metrics.get('precision', 'fp32')} with the "
             "preprocessing below; `resnet-pl hub verify` re-measures them"
         )
         lines += ["", f"Accuracies {source}."]
+        if tta:
+            lines.append(
+                f"`create_model` and `torch.hub.load` give the plain network; `resnet-pl "
+                f"classify` and `serve` apply the recorded {tta} TTA (the first row)."
+            )
     else:
         lines.append("No metrics recorded for these weights.")
     lines += [

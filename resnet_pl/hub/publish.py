@@ -249,9 +249,21 @@ def measure(
         return {**got, "dataset": f"imagefolder:{folder}", "split": folder.name}
     if dataset not in (*IDX_DATASETS, *TORCHVISION_DATASETS):
         return {}
-    return measure_small(
+    got = measure_small(
         model, cfg, dataset, split="test", limit=limit, data_dir=data_dir, slices=SLICES
     )
+    tta = cfg.get("tta")
+    if tta and tta != "none":
+        # The headline is measured with the record's test-time augmentation, but
+        # create_model / torch.hub.load give the plain network: record what they get too.
+        plain = measure_small(
+            model, {**cfg, "tta": None}, dataset, split="test", limit=limit, data_dir=data_dir,
+            slices=SLICES,
+        )  # fmt: skip
+        keep = ("top1", "top5", "n", *(f"first_{n}" for n in SLICES))
+        got["tta"] = str(tta)
+        got["plain_forward"] = {k: plain[k] for k in keep if k in plain}
+    return got
 
 
 def export_checkpoint(
