@@ -196,12 +196,12 @@ def test_loss_equals_hand_computation(temp: float, alpha: float) -> None:
 
 def test_kd_warmup_ramps_the_kd_share() -> None:
     """``kd_warmup_epochs``: alpha rises linearly with the optimizer step over that many epochs
-    (here 2 of 4 epochs of 10 steps), the cross-entropy takes the rest; full alpha outside
+    (here 2 epochs of 10 steps), the cross-entropy takes the rest; full alpha outside
     training and without a warm-up."""
     from types import SimpleNamespace
 
     module = _student(SHIPPED, distill={"alpha": 0.8, "temperature": 2.0, "kd_warmup_epochs": 2})
-    fake = SimpleNamespace(training=True, max_epochs=4, estimated_stepping_batches=40,
+    fake = SimpleNamespace(training=True, num_training_batches=10, accumulate_grad_batches=1,
                            global_step=0)  # fmt: skip
     module._trainer = fake  # type: ignore[assignment]
     g = torch.Generator().manual_seed(0)
@@ -216,9 +216,13 @@ def test_kd_warmup_ramps_the_kd_share() -> None:
     fake.global_step, fake.training = 5, False
     assert module.kd_share() == 0.8
     plain = _student(SHIPPED, distill={"alpha": 0.8})
-    plain._trainer = SimpleNamespace(training=True, max_epochs=4, estimated_stepping_batches=40,
-                                     global_step=0)  # type: ignore[assignment]  # fmt: skip
+    plain._trainer = SimpleNamespace(training=True, global_step=0)  # type: ignore[assignment]
     assert plain.kd_share() == 0.8
+    # Two batches per optimizer step: the same 2 epochs are 10 steps.
+    accumulating = _student(SHIPPED, distill={"alpha": 0.8, "kd_warmup_epochs": 2})
+    accumulating._trainer = SimpleNamespace(training=True, num_training_batches=10,
+                                            accumulate_grad_batches=2, global_step=5)  # type: ignore[assignment]  # fmt: skip
+    assert accumulating.kd_share() == pytest.approx(0.4)
 
 
 def test_compute_loss_uses_the_teacher_on_the_same_batch() -> None:

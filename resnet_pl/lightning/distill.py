@@ -441,21 +441,27 @@ class DistillationClassifier(ResNetClassifier):
 
     def kd_share(self) -> float:
         """The KD weight ``alpha`` of the current step: ``alpha * min(1, step / ramp)`` while
-        training with ``kd_warmup_epochs`` > 0 (``ramp`` = that many epochs of optimizer steps,
-        from ``trainer.estimated_stepping_batches``), else ``alpha``. A function of
-        ``global_step`` only, so a resumed run continues the same ramp."""
+        training with ``kd_warmup_epochs`` > 0 (``ramp``: that many epochs of optimizer steps),
+        else ``alpha``. A function of ``global_step`` only, so a resumed run continues the same
+        ramp."""
         hp = self.hparams["distill"]
         alpha, warm = float(hp["alpha"]), float(hp.get("kd_warmup_epochs", 0.0))
         if warm <= 0 or self._trainer is None or not self.trainer.training:
             return alpha
         ramp = self.__dict__.get("_kd_ramp_steps")
         if ramp is None:
-            epochs = self.trainer.max_epochs
-            if epochs is None or epochs <= 0:  # max_steps-only runs: ramp over the warm-up
-                total, epochs = max(int(self.trainer.max_steps), 1), 1  # as a share of them
+            batches = float(self.trainer.num_training_batches)
+            if not math.isfinite(batches):  # an iterable dataset of unknown length
+                epochs = self.trainer.max_epochs or -1
+                if epochs <= 0:
+                    raise ConfigError(
+                        "kd_warmup_epochs needs epochs of known length: give the dataset a "
+                        "length, set trainer.max_epochs, or set kd_warmup_epochs 0"
+                    )
+                per_epoch = float(self.trainer.estimated_stepping_batches) / epochs
             else:
-                total = max(int(self.trainer.estimated_stepping_batches), 1)
-            ramp = self.__dict__["_kd_ramp_steps"] = max(total * warm / epochs, 1.0)
+                per_epoch = batches / max(int(self.trainer.accumulate_grad_batches), 1)
+            ramp = self.__dict__["_kd_ramp_steps"] = max(warm * per_epoch, 1.0)
         return alpha * min(1.0, self.trainer.global_step / ramp)
 
     def feature_loss(self) -> Tensor:
