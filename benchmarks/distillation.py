@@ -5,6 +5,7 @@ recipe without KD, over several seeds, in one run.
     python -m benchmarks.distillation --config configs/fashion_mnist_fast.yaml   # the fast recipe
     python -m benchmarks.distillation --max-steps 20 --train-subset 2000   # a quick smoke run
     python -m benchmarks.distillation --arms baseline kd kd_ls dkd   # the KD loss options
+    python -m benchmarks.distillation --arms dkd --kd-warmup 1   # KD share ramped over 1 epoch
     python -m benchmarks.distillation --merge a.json b.json   # one table from runs split over jobs
 
 ``--config`` takes the student's options, data options, epochs and precision from a LightningCLI
@@ -282,6 +283,13 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             out[f"{arm}_gain_points"] = round(
                 out[arm]["test_top1_mean"] - base["test_top1_mean"], 3
             )
+            # Same seed = same initialisation and data order: the per-seed differences.
+            base_by_seed = {r["seed"]: r["test_top1"] for r in runs if r["arm"] == "baseline"}
+            out[f"{arm}_paired_gains"] = [
+                round(r["test_top1"] - base_by_seed[r["seed"]], 3)
+                for r in sorted(runs, key=lambda r: r["seed"])
+                if r["arm"] == arm and r["seed"] in base_by_seed
+            ]
             out[f"wall_ratio_{arm}_over_baseline"] = round(
                 out[arm]["fit_wall_s_mean"] / base["fit_wall_s_mean"], 3
             )
@@ -314,8 +322,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += [
         "",
         "| student | runs | test top-1 mean (%) | std | min | max | val top-1 mean (%) "
-        "| fit wall (s) | gain vs baseline (points) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| fit wall (s) | gain vs baseline (points) | gain per seed (same init and data) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for arm in ARMS:
         if arm not in st:
@@ -326,7 +334,8 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {arm} | {a['n']} | {a['test_top1_mean']:.2f} | {std} | {a['test_top1_min']:.2f} "
             f"| {a['test_top1_max']:.2f} | {a['val_top1_mean']:.2f} | {a['fit_wall_s_mean']:.0f} "
-            f"| {'-' if gain is None else f'{gain:+.2f}'} |"
+            f"| {'-' if gain is None else f'{gain:+.2f}'} "
+            f"| {', '.join(f'{g:+.2f}' for g in st.get(f'{arm}_paired_gains', [])) or '-'} |"
         )
     losses = {r["arm"]: r.get("kd_loss") for r in doc["runs"] if r.get("kd_loss")}
     if losses:
