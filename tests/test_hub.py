@@ -944,3 +944,27 @@ def test_publish_and_verify_record_the_plain_forward_beside_tta(
     register_weights(read_record(out / f"{name}.json")[0], replace=True)
     assert hub_main(["verify", name, "--limit", "300"]) == 1
     assert "FAIL accuracy (plain forward, no TTA)" in capsys.readouterr().err
+
+
+def test_measure_records_the_plain_forward_of_a_folder_model(tmp_path: Path) -> None:
+    """A fine-tuned folder model with TTA: its record gets the plain forward too."""
+    import numpy as np
+    from PIL import Image
+
+    from resnet_pl.hub.publish import measure
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "test" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (30, 26), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "test" / name / f"{i}.png")
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=2, in_chans=1).eval()
+    cfg = {"dataset": "imagefolder", "input_size": [1, 28, 28], "mean": [0.5], "std": [0.25],
+           "interpolation": "bilinear", "crop_pct": 1.0, "num_classes": 2,
+           "tta": "flip"}  # fmt: skip
+    got = measure(model, cfg, data_dir=tmp_path)
+    assert got["split"] == "test" and got["n"] == 6 and got["tta"] == "flip"
+    assert got["plain_forward"]["n"] == 6 and 0 <= got["plain_forward"]["top1"] <= 100
+    assert "plain_forward" not in measure(model, {**cfg, "tta": None}, data_dir=tmp_path)

@@ -238,28 +238,35 @@ def measure(
     limit: int | None = None,
     data_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Test-split metrics for a small dataset the cfg names ({} when it has no local loader)."""
+    """Test-split metrics for a small dataset the cfg names ({} when it has no local loader).
+    With test-time augmentation in ``cfg``, the headline is measured with it and the plain
+    forward (what ``create_model`` / ``torch.hub.load`` give) is recorded too, as
+    ``plain_forward``."""
     dataset = str(cfg.get("dataset"))
     if dataset == "imagefolder" and data_dir is not None:
         # A fine-tuned model of a user's folder: its test/ split (or the folder given).
         from resnet_pl.hub.evaluate import measure_folder
 
         folder = Path(data_dir) / "test" if (Path(data_dir) / "test").is_dir() else Path(data_dir)
-        got = measure_folder(model, cfg, folder, limit=limit)
-        return {**got, "dataset": f"imagefolder:{folder}", "split": folder.name}
-    if dataset not in (*IDX_DATASETS, *TORCHVISION_DATASETS):
+
+        def run(eval_cfg: dict[str, Any]) -> dict[str, Any]:
+            got = measure_folder(model, eval_cfg, folder, limit=limit)
+            return {**got, "dataset": f"imagefolder:{folder}", "split": folder.name}
+
+    elif dataset in (*IDX_DATASETS, *TORCHVISION_DATASETS):
+
+        def run(eval_cfg: dict[str, Any]) -> dict[str, Any]:
+            return measure_small(
+                model, eval_cfg, dataset, split="test", limit=limit, data_dir=data_dir,
+                slices=SLICES,
+            )  # fmt: skip
+
+    else:
         return {}
-    got = measure_small(
-        model, cfg, dataset, split="test", limit=limit, data_dir=data_dir, slices=SLICES
-    )
+    got = run(cfg)
     tta = cfg.get("tta")
     if tta and tta != "none":
-        # The headline is measured with the record's test-time augmentation, but
-        # create_model / torch.hub.load give the plain network: record what they get too.
-        plain = measure_small(
-            model, {**cfg, "tta": None}, dataset, split="test", limit=limit, data_dir=data_dir,
-            slices=SLICES,
-        )  # fmt: skip
+        plain = run({**cfg, "tta": None})
         keep = ("top1", "top5", "n", *(f"first_{n}" for n in SLICES))
         got["tta"] = str(tta)
         got["plain_forward"] = {k: plain[k] for k in keep if k in plain}
