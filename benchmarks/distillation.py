@@ -224,24 +224,20 @@ def teacher_top1(args: argparse.Namespace) -> list[dict[str, Any]]:
     also the ensemble the student sees (logits averaged)."""
     import torch
 
-    from resnet_pl.data.transforms import preprocess_uint8
     from resnet_pl.deploy.source import load_model
-    from resnet_pl.hub.evaluate import _logits, accuracy_counts, load_eval_images
+    from resnet_pl.hub.evaluate import accuracy_counts, small_logits
 
     data_dir = Path(args.data_dir) if args.data_dir else None
-    images, labels = load_eval_images("fashion_mnist", "test", data_dir)
-    if args.test_subset is not None:
-        images, labels = images[: args.test_subset], labels[: args.test_subset]
     rows, all_logits = [], []
     for source in args.teacher:
         loaded = load_model(source)
-        cfg = {k: v for k, v in dict(loaded.cfg).items() if k != "tta"}
-        batches = ((preprocess_uint8(images[i : i + 500], cfg), labels[i : i + 500])
-                   for i in range(0, len(images), 500))  # fmt: skip
+        cfg = {**dict(loaded.cfg), "tta": None}
         with torch.no_grad():
-            logits, targets = _logits(loaded.model, batches)
+            logits, labels = small_logits(
+                loaded.model, cfg, "fashion_mnist", limit=args.test_subset, data_dir=data_dir
+            )
         all_logits.append(logits)
-        hit1 = accuracy_counts(logits, targets)[0]
+        hit1 = accuracy_counts(logits, labels)[0]
         n_params = sum(p.numel() for p in loaded.model.parameters())
         rows.append({"teacher": source, "test_top1": round(100 * hit1.float().mean().item(), 2),
                      "n": int(hit1.numel()), "num_params": n_params,

@@ -86,6 +86,31 @@ def summarise(hit1: Tensor, hit5: Tensor, slices: Sequence[int] = ()) -> dict[st
     return out
 
 
+def small_logits(
+    model: nn.Module,
+    cfg: Mapping[str, Any],
+    dataset: str,
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    data_dir: Path | None = None,
+    batch_size: int = 500,
+) -> tuple[Tensor, Tensor]:
+    """Logits (with ``cfg``'s test-time augmentation, if any) and labels of the first ``limit``
+    images of a small dataset, preprocessed by
+    :func:`resnet_pl.data.transforms.preprocess_uint8` with ``cfg``."""
+    from resnet_pl.data.transforms import preprocess_uint8
+
+    images, labels = load_eval_images(dataset, split, data_dir)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    batches = (
+        (preprocess_uint8(images[i : i + batch_size], cfg), labels[i : i + batch_size])
+        for i in range(0, len(images), batch_size)
+    )
+    return _logits(with_tta(model, cfg.get("tta")), batches)
+
+
 def measure_small(
     model: nn.Module,
     cfg: Mapping[str, Any],
@@ -99,16 +124,9 @@ def measure_small(
 ) -> dict[str, Any]:
     """Top-1/top-5 (%) of ``model`` on the first ``limit`` images (all if None) of a small
     dataset, preprocessed by :func:`resnet_pl.data.transforms.preprocess_uint8` with ``cfg``."""
-    from resnet_pl.data.transforms import preprocess_uint8
-
-    images, labels = load_eval_images(dataset, split, data_dir)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    batches = (
-        (preprocess_uint8(images[i : i + batch_size], cfg), labels[i : i + batch_size])
-        for i in range(0, len(images), batch_size)
+    logits, targets = small_logits(
+        model, cfg, dataset, split=split, limit=limit, data_dir=data_dir, batch_size=batch_size
     )
-    logits, targets = _logits(with_tta(model, cfg.get("tta")), batches)
     hit1, hit5 = accuracy_counts(logits, targets)
     return {
         **summarise(hit1, hit5, slices),
